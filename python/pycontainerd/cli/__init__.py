@@ -1,0 +1,1 @@
+"""``pyctr``: ctr's commands over :mod:`pycontainerd.client`, one module per resource."""

@@ -1,0 +1,6 @@
+"""The Python SDK: ``with Client(address, namespace=...) as c: ...``."""
+
+from pycontainerd.client.client import Client, PluginInfo, ServerInfo, Version
+from pycontainerd.client.namespaces import NamespacesAPI
+
+__all__ = ["Client", "NamespacesAPI", "PluginInfo", "ServerInfo", "Version"]

@@ -1,0 +1,124 @@
+"""``pycontainerd.Client``: the entry point of the SDK."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+
+from google.protobuf import empty_pb2
+
+from pycontainerd import namespaces as nsmod
+from pycontainerd.api.containerd.services.introspection.v1 import (
+    introspection_pb2,
+    introspection_pb2_grpc,
+)
+from pycontainerd.api.containerd.services.version.v1 import version_pb2_grpc
+from pycontainerd.client.connection import DEFAULT_ADDRESS, Connection
+from pycontainerd.client.namespaces import NamespacesAPI
+from pycontainerd.platforms import Platform
+
+__all__ = ["Client", "PluginInfo", "ServerInfo", "Version"]
+
+
+@dataclass(frozen=True)
+class Version:
+    """The daemon's version and the revision it was built from."""
+
+    version: str
+    revision: str
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """Who the daemon is: its UUID stays the same across restarts."""
+
+    uuid: str
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """One plugin of the daemon, and the error that stopped it if it failed."""
+
+    type: str
+    id: str
+    requires: tuple[str, ...] = ()
+    platforms: tuple[Platform, ...] = ()
+    exports: Mapping[str, str] = field(default_factory=dict)
+    capabilities: tuple[str, ...] = ()
+    error: str | None = None
+
+    @property
+    def status(self) -> str:
+        """``ok``, ``skip`` (the plugin does not apply here) or ``error``, as ctr shows them."""
+        if self.error is None:
+            return "ok"
+        return "skip" if "skip plugin" in self.error else "error"
+
+
+def _plugin_from_proto(p: introspection_pb2.Plugin) -> PluginInfo:
+    return PluginInfo(
+        type=p.type,
+        id=p.id,
+        requires=tuple(p.requires),
+        platforms=tuple(Platform(x.os, x.architecture, x.variant) for x in p.platforms),
+        exports=dict(p.exports),
+        capabilities=tuple(p.capabilities),
+        error=(p.init_err.message or f"code {p.init_err.code}") if p.HasField("init_err") else None,
+    )
+
+
+class Client:
+    """A connection to a pycontainerd (or containerd) daemon.
+
+    ``with Client("/run/pycontainerd/pycontainerd.sock", namespace="default") as c:``. The
+    constructor connects, and fails with :class:`~pycontainerd.errdefs.Unavailable` naming the
+    address when no daemon answers within ``timeout`` seconds. ``call_timeout`` bounds each call.
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        namespace: str = nsmod.DEFAULT,
+        timeout: float = 10.0,
+        call_timeout: float | None = None,
+    ) -> None:
+        self.address = address or DEFAULT_ADDRESS
+        self.namespace = namespace
+        self._conn = Connection(self.address, timeout=timeout)
+        self._call_timeout = call_timeout
+        self._version = version_pb2_grpc.VersionStub(self._conn.channel)
+        self._introspection = introspection_pb2_grpc.IntrospectionStub(self._conn.channel)
+        self.namespaces = NamespacesAPI(self._conn, call_timeout)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection; the client cannot be used afterwards."""
+        self._conn.close()
+
+    def version(self) -> Version:
+        resp = self._conn.call(self._version.Version, empty_pb2.Empty(), timeout=self._call_timeout)
+        return Version(resp.version, resp.revision)
+
+    def server(self) -> ServerInfo:
+        resp = self._conn.call(
+            self._introspection.Server, empty_pb2.Empty(), timeout=self._call_timeout
+        )
+        return ServerInfo(resp.uuid)
+
+    def plugins(self, filters: Sequence[str] = ()) -> list[PluginInfo]:
+        """The daemon's plugins, optionally filtered (``type==io.containerd.grpc.v1``)."""
+        req = introspection_pb2.PluginsRequest(filters=list(filters))
+        resp = self._conn.call(self._introspection.Plugins, req, timeout=self._call_timeout)
+        return [_plugin_from_proto(p) for p in resp.plugins]

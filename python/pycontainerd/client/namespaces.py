@@ -1,0 +1,71 @@
+"""``Client.namespaces``: create, list, label and delete namespaces."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from google.protobuf import field_mask_pb2
+
+from pycontainerd.api.containerd.services.namespaces.v1 import namespace_pb2, namespace_pb2_grpc
+from pycontainerd.namespaces import Namespace
+
+if TYPE_CHECKING:
+    from pycontainerd.client.connection import Connection
+
+__all__ = ["NamespacesAPI"]
+
+
+def _from_proto(ns: namespace_pb2.Namespace) -> Namespace:
+    return Namespace(ns.name, dict(ns.labels))
+
+
+class NamespacesAPI:
+    """The Namespaces service, as containerd's ``namespaces.Store`` plus ``get``."""
+
+    def __init__(self, conn: Connection, timeout: float | None) -> None:
+        self._conn = conn
+        self._stub = namespace_pb2_grpc.NamespacesStub(conn.channel)
+        self._timeout = timeout
+
+    def create(self, name: str, labels: Mapping[str, str] | None = None) -> Namespace:
+        """Create ``name``; :class:`~pycontainerd.errdefs.AlreadyExists` if it exists."""
+        req = namespace_pb2.CreateNamespaceRequest(
+            namespace=namespace_pb2.Namespace(name=name, labels=dict(labels or {}))
+        )
+        resp = self._conn.call(self._stub.Create, req, timeout=self._timeout)
+        return _from_proto(resp.namespace)
+
+    def get(self, name: str) -> Namespace:
+        req = namespace_pb2.GetNamespaceRequest(name=name)
+        return _from_proto(self._conn.call(self._stub.Get, req, timeout=self._timeout).namespace)
+
+    def list(self) -> list[Namespace]:
+        """Every namespace with its labels."""
+        resp = self._conn.call(
+            self._stub.List, namespace_pb2.ListNamespacesRequest(), timeout=self._timeout
+        )
+        return [_from_proto(ns) for ns in resp.namespaces]
+
+    def labels(self, name: str) -> dict[str, str]:
+        return dict(self.get(name).labels)
+
+    def set_label(self, name: str, key: str, value: str) -> None:
+        """Set one label; an empty ``value`` removes it."""
+        self.update(name, {key: value} if value else {}, fields=[f"labels.{key}"])
+
+    def update(
+        self, name: str, labels: Mapping[str, str], *, fields: list[str] | None = None
+    ) -> Namespace:
+        """Replace all labels, or only the ``labels.KEY`` paths given in ``fields``."""
+        req = namespace_pb2.UpdateNamespaceRequest(
+            namespace=namespace_pb2.Namespace(name=name, labels=dict(labels)),
+            update_mask=field_mask_pb2.FieldMask(paths=fields) if fields else None,
+        )
+        resp = self._conn.call(self._stub.Update, req, timeout=self._timeout)
+        return _from_proto(resp.namespace)
+
+    def delete(self, name: str) -> None:
+        """Delete an empty namespace."""
+        req = namespace_pb2.DeleteNamespaceRequest(name=name)
+        self._conn.call(self._stub.Delete, req, timeout=self._timeout)

@@ -1,0 +1,1 @@
+"""The pycontainerd daemon: config, plugin wiring and the grpc.aio server."""

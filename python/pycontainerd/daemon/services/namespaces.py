@@ -1,0 +1,72 @@
+"""``containerd.services.namespaces.v1.Namespaces``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from google.protobuf import empty_pb2
+
+from pycontainerd.api.containerd.services.namespaces.v1 import namespace_pb2, namespace_pb2_grpc
+from pycontainerd.metadata import DB, Namespace, NamespaceStore
+from pycontainerd.plugin import InitContext, Registration, Type
+
+__all__ = ["NamespacesService", "registration"]
+
+_Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def _to_proto(ns: Namespace) -> namespace_pb2.Namespace:
+    return namespace_pb2.Namespace(name=ns.name, labels=dict(ns.labels))
+
+
+class NamespacesService(namespace_pb2_grpc.NamespacesServicer):
+    """Namespaces over the metadata store."""
+
+    def __init__(self, store: NamespaceStore) -> None:
+        self._store = store
+
+    def register(self, server: grpc.aio.Server) -> None:
+        namespace_pb2_grpc.add_NamespacesServicer_to_server(self, server)
+
+    async def Get(
+        self, request: namespace_pb2.GetNamespaceRequest, context: _Context
+    ) -> namespace_pb2.GetNamespaceResponse:
+        return namespace_pb2.GetNamespaceResponse(namespace=_to_proto(self._store.get(request.name)))
+
+    async def List(
+        self, request: namespace_pb2.ListNamespacesRequest, context: _Context
+    ) -> namespace_pb2.ListNamespacesResponse:
+        return namespace_pb2.ListNamespacesResponse(
+            namespaces=[_to_proto(ns) for ns in self._store.list()]
+        )
+
+    async def Create(
+        self, request: namespace_pb2.CreateNamespaceRequest, context: _Context
+    ) -> namespace_pb2.CreateNamespaceResponse:
+        ns = self._store.create(request.namespace.name, dict(request.namespace.labels))
+        return namespace_pb2.CreateNamespaceResponse(namespace=_to_proto(ns))
+
+    async def Update(
+        self, request: namespace_pb2.UpdateNamespaceRequest, context: _Context
+    ) -> namespace_pb2.UpdateNamespaceResponse:
+        paths = list(request.update_mask.paths) if request.HasField("update_mask") else []
+        ns = self._store.update(request.namespace.name, dict(request.namespace.labels), paths)
+        return namespace_pb2.UpdateNamespaceResponse(namespace=_to_proto(ns))
+
+    async def Delete(
+        self, request: namespace_pb2.DeleteNamespaceRequest, context: _Context
+    ) -> empty_pb2.Empty:
+        self._store.delete(request.name)
+        return empty_pb2.Empty()
+
+
+def _init(ic: InitContext) -> NamespacesService:
+    db = ic.get(Type.METADATA)
+    assert isinstance(db, DB)
+    return NamespacesService(NamespaceStore(db))
+
+
+registration = Registration(
+    type=Type.GRPC, id="namespaces", init=_init, requires=(Type.METADATA,)
+)

@@ -1,0 +1,30 @@
+"""OCI content descriptors: what a blob is, how big, and its digest."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from pycontainerd import errdefs
+from pycontainerd.digest import validate_digest
+
+__all__ = ["Descriptor"]
+
+@dataclass(frozen=True)
+class Descriptor:
+    """An OCI descriptor, the fields containerd stores."""
+
+    media_type: str
+    digest: str
+    size: int
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+    def validate(self, what: str = "Target") -> None:
+        try:
+            validate_digest(self.digest)
+        except errdefs.InvalidArgument as exc:
+            raise errdefs.InvalidArgument(f"{what}.Digest {self.digest!r} invalid: {exc}") from None
+        if self.size <= 0:
+            raise errdefs.InvalidArgument(f"{what}.Size must be greater than zero")
+        if not self.media_type:
+            raise errdefs.InvalidArgument(f"{what}.MediaType must be set")

@@ -1,0 +1,44 @@
+"""Forward-only schema migrations; ``PRAGMA user_version`` records the one applied last.
+
+A migration is appended, never edited: a store written by an older release is brought forward
+step by step, each step in its own transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["MIGRATIONS"]
+
+MIGRATIONS: Final[tuple[str, ...]] = (
+    # 1: namespaces and their labels.
+    """
+    CREATE TABLE namespaces (
+        name       TEXT PRIMARY KEY,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE namespace_labels (
+        namespace TEXT NOT NULL REFERENCES namespaces(name) ON DELETE CASCADE,
+        key       TEXT NOT NULL,
+        value     TEXT NOT NULL,
+        PRIMARY KEY (namespace, key)
+    ) WITHOUT ROWID;
+    """,
+    # 2: images, by name within a namespace.
+    """
+    CREATE TABLE images (
+        namespace   TEXT NOT NULL REFERENCES namespaces(name),
+        name        TEXT NOT NULL,
+        media_type  TEXT NOT NULL,
+        digest      TEXT NOT NULL,
+        size        INTEGER NOT NULL,
+        annotations TEXT NOT NULL DEFAULT '{}',
+        labels      TEXT NOT NULL DEFAULT '{}',
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        PRIMARY KEY (namespace, name)
+    ) WITHOUT ROWID;
+    CREATE INDEX images_by_digest ON images (digest);
+    """,
+)

@@ -1,0 +1,26 @@
+"""Shared fixtures: a real daemon on a private socket, root and state in temporary directories."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.fixtures.daemon import Daemon, make_daemon
+
+
+@pytest.fixture
+def daemon(tmp_path: object) -> Iterator[Daemon]:
+    """A running pycontainerd; stopped with SIGTERM after the test, which it must survive cleanly."""
+    import pathlib
+
+    assert isinstance(tmp_path, pathlib.Path)
+    d = make_daemon(tmp_path)
+    try:
+        d.start()
+        yield d
+        status = d.stop()
+        assert status == 0, f"daemon exited with {status} on SIGTERM:\n{d.logs()}"
+    finally:
+        d.stop()
+        d.cleanup()
