@@ -49,7 +49,7 @@ def _list(args: argparse.Namespace) -> int:
         plugins = client.plugins(args.filters)
     if args.quiet:
         for p in plugins:
-            print(f"{p.type}.{p.id}")
+            print(p.id)
     elif args.detailed:
         _detailed(plugins)
     else:
@@ -66,7 +66,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "list", aliases=["ls"], help="list the daemon's plugins",
         description="list the daemon's plugins, optionally filtered (type==io.containerd.grpc.v1)",
     )
-    ls.add_argument("-q", "--quiet", action="store_true", help="print only the plugin URI")
+    ls.add_argument("-q", "--quiet", action="store_true", help="print only the plugin id")
     ls.add_argument("-d", "--detailed", action="store_true", help="print every detail")
     ls.add_argument("filters", nargs="*", metavar="<filter>")
     ls.set_defaults(func=_list)

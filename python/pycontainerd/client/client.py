@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Any, TypeVar
 
+import grpc
 from google.protobuf import empty_pb2
 
 from pycontainerd import namespaces as nsmod
@@ -19,6 +21,8 @@ from pycontainerd.client.namespaces import NamespacesAPI
 from pycontainerd.platforms import Platform
 
 __all__ = ["Client", "PluginInfo", "ServerInfo", "Version"]
+
+Resp = TypeVar("Resp")
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,20 @@ class Client:
     def close(self) -> None:
         """Close the connection; the client cannot be used afterwards."""
         self._conn.close()
+
+    @property
+    def channel(self) -> grpc.Channel:
+        """The gRPC channel, for the raw stubs of ``pycontainerd.api``."""
+        return self._conn.channel
+
+    def call(self, method: Callable[..., Resp], request: Any, *, timeout: float | None = None) -> Resp:
+        """Invoke a raw stub method in this client's namespace; errors become ``errdefs``.
+
+        ``c.call(ImagesStub(c.channel).List, ListImagesRequest())``
+        """
+        return self._conn.call(
+            method, request, namespace=self.namespace, timeout=timeout or self._call_timeout
+        )
 
     def version(self) -> Version:
         resp = self._conn.call(self._version.Version, empty_pb2.Empty(), timeout=self._call_timeout)

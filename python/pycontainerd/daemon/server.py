@@ -84,6 +84,7 @@ class Server:
         self.plugins = PluginSet()
         self._server: grpc.aio.Server | None = None
         self._stopping = asyncio.Event()
+        self._bound = False
 
     @property
     def socket_path(self) -> str:
@@ -132,6 +133,7 @@ class Server:
         old_umask = os.umask(0o117)
         try:
             server.add_insecure_port(f"unix:{path}")
+            self._bound = True
             await server.start()
         finally:
             os.umask(old_umask)
@@ -160,8 +162,10 @@ class Server:
                     close()
                 except Exception:
                     log.exception("closing plugin %s", plugin.registration.uri)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.socket_path)
+        if self._bound:  # never remove a socket another daemon serves
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.socket_path)
+            self._bound = False
         log.info("stopped")
 
 
