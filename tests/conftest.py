@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -10,11 +11,8 @@ from tests.fixtures.daemon import Daemon, make_daemon
 
 
 @pytest.fixture
-def daemon(tmp_path: object) -> Iterator[Daemon]:
-    """A running pycontainerd; stopped with SIGTERM after the test, which it must survive cleanly."""
-    import pathlib
-
-    assert isinstance(tmp_path, pathlib.Path)
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    """A running pycontainerd, stopped with SIGTERM after the test: it must exit with 0."""
     d = make_daemon(tmp_path)
     try:
         d.start()

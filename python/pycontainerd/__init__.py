@@ -1,6 +1,14 @@
-"""pycontainerd: a container daemon and Python library that speaks containerd's API."""
+"""pycontainerd: a container daemon and Python library that speaks containerd's API.
 
-from pycontainerd.client import Client, PluginInfo, ServerInfo, Version
+The client classes load on first use, so the daemon, which never needs them, does not load
+grpcio either.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from pycontainerd.errdefs import (
     AlreadyExists,
     ContainerdError,
@@ -12,6 +20,9 @@ from pycontainerd.errdefs import (
 )
 from pycontainerd.namespaces import Namespace
 from pycontainerd.version import REVISION, VERSION
+
+if TYPE_CHECKING:
+    from pycontainerd.client import Client, PluginInfo, ServerInfo, Version
 
 __version__ = VERSION
 
@@ -32,3 +43,11 @@ __all__ = [
     "Version",
     "__version__",
 ]
+
+_LAZY = {"Client", "PluginInfo", "ServerInfo", "Version"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module("pycontainerd.client"), name)
+    raise AttributeError(f"module 'pycontainerd' has no attribute {name!r}")

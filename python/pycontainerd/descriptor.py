@@ -10,6 +10,7 @@ from pycontainerd.digest import validate_digest
 
 __all__ = ["Descriptor"]
 
+
 @dataclass(frozen=True)
 class Descriptor:
     """An OCI descriptor, the fields containerd stores."""

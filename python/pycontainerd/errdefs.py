@@ -1,19 +1,19 @@
 """The one error vocabulary, from syscall to client.
 
-Each class matches one of containerd's ``errdefs`` kinds and one gRPC status code. Services map
-exceptions to codes through :data:`GRPC_CODES`; the client maps codes back with
-:func:`from_grpc_code`. Messages are lowercase, name the operation and the object, and keep the
-errno where there is one.
+Each class matches one of containerd's ``errdefs`` kinds and one gRPC status code. The daemon
+answers an exception with its class's :class:`Code`; the client raises the class back with
+:func:`from_code`. Messages are lowercase, name the operation and the object, and keep the errno
+where there is one. This module does not import grpc: the daemon serves without it.
 """
 
 from __future__ import annotations
 
-import grpc
+from enum import IntEnum
 
 __all__ = [
-    "GRPC_CODES",
     "AlreadyExists",
     "Canceled",
+    "Code",
     "ContainerdError",
     "DeadlineExceeded",
     "FailedPrecondition",
@@ -22,15 +22,37 @@ __all__ = [
     "NotImplemented",
     "Unavailable",
     "Unknown",
-    "from_grpc_code",
-    "to_grpc_code",
+    "from_code",
+    "to_code",
 ]
+
+
+class Code(IntEnum):
+    """gRPC status codes, by their numbers on the wire."""
+
+    OK = 0
+    CANCELLED = 1
+    UNKNOWN = 2
+    INVALID_ARGUMENT = 3
+    DEADLINE_EXCEEDED = 4
+    NOT_FOUND = 5
+    ALREADY_EXISTS = 6
+    PERMISSION_DENIED = 7
+    RESOURCE_EXHAUSTED = 8
+    FAILED_PRECONDITION = 9
+    ABORTED = 10
+    OUT_OF_RANGE = 11
+    UNIMPLEMENTED = 12
+    INTERNAL = 13
+    UNAVAILABLE = 14
+    DATA_LOSS = 15
+    UNAUTHENTICATED = 16
 
 
 class ContainerdError(Exception):
     """Base of every error pycontainerd raises on purpose."""
 
-    code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
+    code: Code = Code.UNKNOWN
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -43,82 +65,84 @@ class ContainerdError(Exception):
 class Unknown(ContainerdError):
     """An error without a more precise kind."""
 
-    code = grpc.StatusCode.UNKNOWN
+    code = Code.UNKNOWN
 
 
 class NotFound(ContainerdError):
     """The object does not exist."""
 
-    code = grpc.StatusCode.NOT_FOUND
+    code = Code.NOT_FOUND
 
 
 class AlreadyExists(ContainerdError):
     """An object with that name already exists."""
 
-    code = grpc.StatusCode.ALREADY_EXISTS
+    code = Code.ALREADY_EXISTS
 
 
 class InvalidArgument(ContainerdError, ValueError):
     """The request is malformed: a bad name, reference, filter or value."""
 
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    code = Code.INVALID_ARGUMENT
 
 
 class FailedPrecondition(ContainerdError):
     """The system is not in the state the operation needs (a namespace not empty, say)."""
 
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    code = Code.FAILED_PRECONDITION
 
 
 class Unavailable(ContainerdError):
     """The daemon or a resource cannot be reached now."""
 
-    code = grpc.StatusCode.UNAVAILABLE
+    code = Code.UNAVAILABLE
 
 
-class NotImplemented(ContainerdError):  # noqa: A001 - containerd's name for the kind
+class NotImplemented(ContainerdError):
     """The operation is not implemented."""
 
-    code = grpc.StatusCode.UNIMPLEMENTED
+    code = Code.UNIMPLEMENTED
 
 
 class Canceled(ContainerdError):
     """The operation was canceled."""
 
-    code = grpc.StatusCode.CANCELLED
+    code = Code.CANCELLED
 
 
 class DeadlineExceeded(ContainerdError, TimeoutError):
     """The operation did not finish in time."""
 
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    code = Code.DEADLINE_EXCEEDED
 
 
-_CLASSES: tuple[type[ContainerdError], ...] = (
-    Unknown,
-    NotFound,
-    AlreadyExists,
-    InvalidArgument,
-    FailedPrecondition,
-    Unavailable,
-    NotImplemented,
-    Canceled,
-    DeadlineExceeded,
-)
+_BY_CODE: dict[Code, type[ContainerdError]] = {
+    cls.code: cls
+    for cls in (
+        Unknown,
+        NotFound,
+        AlreadyExists,
+        InvalidArgument,
+        FailedPrecondition,
+        Unavailable,
+        NotImplemented,
+        Canceled,
+        DeadlineExceeded,
+    )
+}
 
-#: Exception class → gRPC status code, the table every service uses.
-GRPC_CODES: dict[type[ContainerdError], grpc.StatusCode] = {cls: cls.code for cls in _CLASSES}
-_BY_CODE: dict[grpc.StatusCode, type[ContainerdError]] = {cls.code: cls for cls in _CLASSES}
 
-
-def to_grpc_code(exc: BaseException) -> grpc.StatusCode:
+def to_code(exc: BaseException) -> Code:
     """The status code a service answers with for ``exc``."""
     if isinstance(exc, ContainerdError):
         return exc.code
-    return grpc.StatusCode.UNKNOWN
+    return Code.UNKNOWN
 
 
-def from_grpc_code(code: grpc.StatusCode | None, message: str) -> ContainerdError:
-    """The exception the client raises for a status code and its message."""
-    cls = _BY_CODE.get(code, Unknown) if code is not None else Unknown
+def from_code(code: int | None, message: str) -> ContainerdError:
+    """The exception the client raises for a status code (a number) and its message."""
+    try:
+        cls = _BY_CODE.get(Code(code), Unknown) if code is not None else Unknown
+    except ValueError:
+        cls = Unknown
     return cls(message)

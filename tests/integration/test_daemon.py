@@ -120,15 +120,17 @@ def test_log_level(tmp_path: Path) -> None:
 
 
 def test_config_default_loads_back_unchanged(tmp_path: Path) -> None:
-    default = subprocess.run([*DAEMON, "config", "default"], capture_output=True, text=True,
-                             check=True).stdout
+    default = subprocess.run(
+        [*DAEMON, "config", "default"], capture_output=True, text=True, check=True
+    ).stdout
     assert "version = 2" in default
     assert 'address = "/run/pycontainerd/pycontainerd.sock"' in default
     assert 'root = "/var/lib/pycontainerd"' in default
     path = tmp_path / "config.toml"
     path.write_text(default)
-    dumped = subprocess.run([*DAEMON, "-c", str(path), "config", "dump"], capture_output=True,
-                            text=True, check=True).stdout
+    dumped = subprocess.run(
+        [*DAEMON, "-c", str(path), "config", "dump"], capture_output=True, text=True, check=True
+    ).stdout
     assert dumped == default
 
 
@@ -159,11 +161,20 @@ def test_daemon_honours_config_file(tmp_path: Path) -> None:
     ("text", "expected"),
     [
         ("version = 2\n[grpc]\naddress = \n", ":3: key address: invalid value"),
-        ("version = 2\n\n[grpc]\n  address = 5\n", ":4: key grpc.address: expected a string, got an integer"),
+        (
+            "version = 2\n\n[grpc]\n  address = 5\n",
+            ":4: key grpc.address: expected a string, got an integer",
+        ),
         ('version = 2\nroot = "/x"\nbogus = 1\n', ":3: key bogus: unknown key"),
-        ('version = 2\n[debug]\n  level = "loud"\n', ":3: key debug.level: unknown log level 'loud'"),
+        (
+            'version = 2\n[debug]\n  level = "loud"\n',
+            ":3: key debug.level: unknown log level 'loud'",
+        ),
         ("version = 1\n", ":1: key version: unsupported config version 1"),
-        ('version = 2\ndisabled_plugins = "x"\n', ":2: key disabled_plugins: expected an array of strings, got a string"),
+        (
+            'version = 2\ndisabled_plugins = "x"\n',
+            ":2: key disabled_plugins: expected an array of strings, got a string",
+        ),
     ],
 )
 def test_malformed_config_stops_the_daemon(tmp_path: Path, text: str, expected: str) -> None:
@@ -235,10 +246,15 @@ def test_required_plugin_that_fails_stops_the_daemon(tmp_path: Path) -> None:
     d = make_daemon(tmp_path)
     try:
         (d.root / "metadata.db").mkdir(parents=True)
-        d.config.write_text('version = 2\nrequired_plugins = ["io.containerd.metadata.v1.sqlite"]\n')
+        d.config.write_text(
+            'version = 2\nrequired_plugins = ["io.containerd.metadata.v1.sqlite"]\n'
+        )
         result = run_daemon(d)
         assert result.returncode == 1
-        assert "required plugin io.containerd.metadata.v1.sqlite: open metadata database" in result.stderr
+        assert (
+            "required plugin io.containerd.metadata.v1.sqlite: open metadata database"
+            in result.stderr
+        )
     finally:
         d.cleanup()
 

@@ -73,7 +73,7 @@ def test_update_of_unknown_field_is_refused(client: Client) -> None:
 
 
 def test_oversized_label_is_refused(client: Client) -> None:
-    with pytest.raises(InvalidArgument, match="namespace.Labels: label key and value greater"):
+    with pytest.raises(InvalidArgument, match=r"namespace\.Labels: label key and value greater"):
         client.namespaces.create("big", {"k": "v" * 5000})
     assert "big" not in [n.name for n in client.namespaces.list()]
 
@@ -86,7 +86,8 @@ def _create_image(client: Client, name: str) -> None:
             image=images_pb2.Image(
                 name=name,
                 target=descriptor_pb2.Descriptor(
-                    media_type="application/vnd.oci.image.manifest.v1+json", digest=DIGEST,
+                    media_type="application/vnd.oci.image.manifest.v1+json",
+                    digest=DIGEST,
                     size=100,
                 ),
             )
@@ -97,8 +98,9 @@ def _create_image(client: Client, name: str) -> None:
 def test_namespace_holding_objects_cannot_be_deleted(daemon: Daemon) -> None:
     with Client(daemon.address, namespace="busy") as c:
         _create_image(c, "example.com/app:1")  # creates the namespace on first use, as containerd
-        with pytest.raises(FailedPrecondition,
-                           match='namespace "busy" must be empty, but it still has images'):
+        with pytest.raises(
+            FailedPrecondition, match='namespace "busy" must be empty, but it still has images'
+        ):
             c.namespaces.delete("busy")
         client_images = images_pb2_grpc.ImagesStub(c.channel)
         c.call(client_images.Delete, images_pb2.DeleteImageRequest(name="example.com/app:1"))
@@ -128,15 +130,32 @@ def test_error_codes_on_the_wire(daemon: Daemon) -> None:
     try:
         stub = namespace_pb2_grpc.NamespacesStub(channel)
         cases = [
-            (lambda: stub.Delete(namespace_pb2.DeleteNamespaceRequest(name="nope")),
-             grpc.StatusCode.NOT_FOUND),
-            (lambda: stub.Create(namespace_pb2.CreateNamespaceRequest(
-                namespace=namespace_pb2.Namespace(name="bad/name"))),
-             grpc.StatusCode.INVALID_ARGUMENT),
+            (
+                lambda: stub.Delete(namespace_pb2.DeleteNamespaceRequest(name="nope")),
+                grpc.StatusCode.NOT_FOUND,
+            ),
+            (
+                lambda: stub.Create(
+                    namespace_pb2.CreateNamespaceRequest(
+                        namespace=namespace_pb2.Namespace(name="bad/name")
+                    )
+                ),
+                grpc.StatusCode.INVALID_ARGUMENT,
+            ),
         ]
-        stub.Create(namespace_pb2.CreateNamespaceRequest(namespace=namespace_pb2.Namespace(name="x")))
-        cases.append((lambda: stub.Create(namespace_pb2.CreateNamespaceRequest(
-            namespace=namespace_pb2.Namespace(name="x"))), grpc.StatusCode.ALREADY_EXISTS))
+        stub.Create(
+            namespace_pb2.CreateNamespaceRequest(namespace=namespace_pb2.Namespace(name="x"))
+        )
+        cases.append(
+            (
+                lambda: stub.Create(
+                    namespace_pb2.CreateNamespaceRequest(
+                        namespace=namespace_pb2.Namespace(name="x")
+                    )
+                ),
+                grpc.StatusCode.ALREADY_EXISTS,
+            )
+        )
         for call, code in cases:
             with pytest.raises(grpc.RpcError) as info:
                 call()

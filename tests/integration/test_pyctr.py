@@ -56,7 +56,9 @@ def test_plugins_ls(daemon: Daemon) -> None:
 def test_unreachable_daemon(tmp_path: object) -> None:
     result = subprocess.run(
         [*PYCTR, "-a", "/nonexistent/pcd.sock", "--connect-timeout", "0.5", "version"],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 1
     assert "connect to /nonexistent/pcd.sock: no such file or directory" in result.stderr
@@ -68,20 +70,34 @@ def test_environment_selects_address_and_namespace(daemon: Daemon) -> None:
     import sys
 
     env = {**os.environ, "CONTAINERD_ADDRESS": daemon.address, "CONTAINERD_NAMESPACE": "envns"}
-    result = subprocess.run([sys.executable, "-m", "pycontainerd.cli.main", "namespaces", "ls"],
-                            capture_output=True, text=True, env=env, timeout=30, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "pycontainerd.cli.main", "namespaces", "ls"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        check=True,
+    )
     assert result.stdout.splitlines()[0].split() == ["NAME", "LABELS"]
 
 
 @pytest.mark.parametrize(
     "command",
     [
-        [], ["version"], ["namespaces"], ["namespaces", "create"], ["namespaces", "ls"],
-        ["namespaces", "label"], ["namespaces", "rm"], ["plugins"], ["plugins", "ls"],
+        [],
+        ["version"],
+        ["namespaces"],
+        ["namespaces", "create"],
+        ["namespaces", "ls"],
+        ["namespaces", "label"],
+        ["namespaces", "rm"],
+        ["plugins"],
+        ["plugins", "ls"],
     ],
 )
 def test_help_everywhere(command: list[str]) -> None:
-    result = subprocess.run([*PYCTR, *command, "--help"], capture_output=True, text=True,
-                            timeout=30)
+    result = subprocess.run(
+        [*PYCTR, *command, "--help"], capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 0
     assert result.stdout.startswith("usage: pyctr")

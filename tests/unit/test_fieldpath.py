@@ -205,5 +205,5 @@ def test_apply_label_updates_validates() -> None:
     with pytest.raises(InvalidArgument) as info:
         apply_label_updates({}, {"big": "x" * 5000}, ["labels.big"], kind="namespace", name="n")
     assert str(info.value).startswith("namespace.Labels: label key and value greater")
-    with pytest.raises(InvalidArgument, match="^label key"):
+    with pytest.raises(InvalidArgument, match=r"^label key"):
         apply_label_updates({}, {"big": "x" * 5000}, [])

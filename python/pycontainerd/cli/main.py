@@ -21,17 +21,26 @@ def _parser() -> argparse.ArgumentParser:
         description="pyctr: a client for pycontainerd and containerd, with ctr's commands",
     )
     p.add_argument(
-        "-a", "--address", default=os.environ.get("CONTAINERD_ADDRESS", DEFAULT_ADDRESS),
+        "-a",
+        "--address",
+        default=os.environ.get("CONTAINERD_ADDRESS", DEFAULT_ADDRESS),
         help="address of the daemon's socket (env CONTAINERD_ADDRESS; default %(default)s)",
     )
     p.add_argument(
-        "-n", "--namespace", default=os.environ.get("CONTAINERD_NAMESPACE", DEFAULT),
+        "-n",
+        "--namespace",
+        default=os.environ.get("CONTAINERD_NAMESPACE", DEFAULT),
         help="namespace to use (env CONTAINERD_NAMESPACE; default %(default)s)",
     )
-    p.add_argument("--timeout", type=float, default=0.0,
-                   help="seconds each call may take; 0 means no limit")
-    p.add_argument("--connect-timeout", type=float, default=10.0,
-                   help="seconds to wait for the daemon to answer (default %(default)s)")
+    p.add_argument(
+        "--timeout", type=float, default=0.0, help="seconds each call may take; 0 means no limit"
+    )
+    p.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=10.0,
+        help="seconds to wait for the daemon to answer (default %(default)s)",
+    )
     p.add_argument("--debug", action="store_true", help="print tracebacks of errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (namespaces, plugins, version):

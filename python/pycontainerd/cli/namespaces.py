@@ -66,14 +66,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     cmds = p.add_subparsers(dest="subcommand", metavar="COMMAND", required=True)
 
     create = cmds.add_parser(
-        "create", aliases=["c"], help="create a new namespace",
+        "create",
+        aliases=["c"],
+        help="create a new namespace",
         description="create a new namespace; it must be unique",
     )
     create.add_argument("args", nargs="*", metavar="<name> [<key>=<value> ...]")
     create.set_defaults(func=_create)
 
     label = cmds.add_parser(
-        "label", help="set and clear labels for a namespace",
+        "label",
+        help="set and clear labels for a namespace",
         description="set and clear labels for a namespace; an empty value clears the label",
     )
     label.add_argument("args", nargs="*", metavar="<name> [<key>=<value> ...]")
@@ -84,7 +87,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     ls.set_defaults(func=_list)
 
     rm = cmds.add_parser(
-        "remove", aliases=["rm"], help="remove one or more namespaces",
+        "remove",
+        aliases=["rm"],
+        help="remove one or more namespaces",
         description="remove one or more namespaces; a namespace must be empty",
     )
     rm.add_argument("names", nargs="+", metavar="<name>")

@@ -63,7 +63,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = sub.add_parser("plugins", aliases=["plugin"], help="provides information about plugins")
     cmds = p.add_subparsers(dest="subcommand", metavar="COMMAND", required=True)
     ls = cmds.add_parser(
-        "list", aliases=["ls"], help="list the daemon's plugins",
+        "list",
+        aliases=["ls"],
+        help="list the daemon's plugins",
         description="list the daemon's plugins, optionally filtered (type==io.containerd.grpc.v1)",
     )
     ls.add_argument("-q", "--quiet", action="store_true", help="print only the plugin id")

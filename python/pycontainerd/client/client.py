@@ -116,7 +116,9 @@ class Client:
         """The gRPC channel, for the raw stubs of ``pycontainerd.api``."""
         return self._conn.channel
 
-    def call(self, method: Callable[..., Resp], request: Any, *, timeout: float | None = None) -> Resp:
+    def call(
+        self, method: Callable[..., Resp], request: Any, *, timeout: float | None = None
+    ) -> Resp:
         """Invoke a raw stub method in this client's namespace; errors become ``errdefs``.
 
         ``c.call(ImagesStub(c.channel).List, ListImagesRequest())``

@@ -86,4 +86,4 @@ class Connection:
         message = details or (code.name.lower() if code is not None else "unknown error")
         if code == grpc.StatusCode.UNAVAILABLE:
             message = f"{self.path}: {message}"
-        return errdefs.from_grpc_code(code, message)
+        return errdefs.from_code(code.value[0] if code is not None else None, message)

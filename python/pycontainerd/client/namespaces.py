@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from google.protobuf import field_mask_pb2
@@ -55,12 +55,12 @@ class NamespacesAPI:
         self.update(name, {key: value} if value else {}, fields=[f"labels.{key}"])
 
     def update(
-        self, name: str, labels: Mapping[str, str], *, fields: list[str] | None = None
+        self, name: str, labels: Mapping[str, str], *, fields: Sequence[str] = ()
     ) -> Namespace:
         """Replace all labels, or only the ``labels.KEY`` paths given in ``fields``."""
         req = namespace_pb2.UpdateNamespaceRequest(
             namespace=namespace_pb2.Namespace(name=name, labels=dict(labels)),
-            update_mask=field_mask_pb2.FieldMask(paths=fields) if fields else None,
+            update_mask=field_mask_pb2.FieldMask(paths=list(fields)) if fields else None,
         )
         resp = self._conn.call(self._stub.Update, req, timeout=self._timeout)
         return _from_proto(resp.namespace)

@@ -221,8 +221,9 @@ def loads(text: str, registrations: Iterable[Registration], *, path: str = "<str
             raise dec.error(f'plugins."{uri}"', f"expected a table, got {_kind(raw)}")
         config.plugins[uri] = dec.decode(reg.config, raw, f'plugins."{uri}".')
     for uri in sorted(set(plugin_data) - regs.keys()):
-        log.warning("config %s: ignoring settings of plugin %s, which this daemon does not have",
-                    path, uri)
+        log.warning(
+            "config %s: ignoring settings of plugin %s, which this daemon does not have", path, uri
+        )
     return config
 
 
@@ -286,9 +287,13 @@ def _table(name: str, obj: Any, out: list[str], indent: str) -> None:
     if name:
         out.append(f"\n{indent}[{name}]")
     for key, value in scalars:
-        out.append(f"{indent}  {_key(key)} = {_value(value)}" if name else f"{key} = {_value(value)}")
+        out.append(
+            f"{indent}  {_key(key)} = {_value(value)}" if name else f"{key} = {_value(value)}"
+        )
     for key, value in tables:
-        _table(f"{name}.{_key(key)}" if name else _key(key), value, out, indent + "  " if name else "")
+        _table(
+            f"{name}.{_key(key)}" if name else _key(key), value, out, indent + "  " if name else ""
+        )
 
 
 def render(config: Config) -> str:

@@ -29,8 +29,14 @@ _LEVELS = {
     "fatal": logging.CRITICAL,
     "panic": logging.CRITICAL,
 }
-_NAMES = {5: "trace", logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warning",
-          logging.ERROR: "error", logging.CRITICAL: "fatal"}
+_NAMES = {
+    5: "trace",
+    logging.DEBUG: "debug",
+    logging.INFO: "info",
+    logging.WARNING: "warning",
+    logging.ERROR: "error",
+    logging.CRITICAL: "fatal",
+}
 
 
 class _Formatter(logging.Formatter):
@@ -63,7 +69,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="pycontainerd",
         description="A container daemon that speaks containerd's API",
     )
-    p.add_argument("-c", "--config", default=DEFAULT_CONFIG_PATH, help="path to the configuration file")
+    p.add_argument(
+        "-c", "--config", default=DEFAULT_CONFIG_PATH, help="path to the configuration file"
+    )
     p.add_argument("-a", "--address", help="address for the daemon's gRPC server")
     p.add_argument("--root", help="daemon root directory")
     p.add_argument("--state", help="daemon state directory")

@@ -14,11 +14,9 @@ import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import grpc
-
 from pycontainerd import errdefs
 from pycontainerd.daemon.config import Config
-from pycontainerd.daemon.services.errors import ErrdefsInterceptor
+from pycontainerd.daemon.rpc import RPCServer
 from pycontainerd.daemon.services.health import HealthService
 from pycontainerd.plugin import PluginSet, Registration, Type, load
 
@@ -82,7 +80,7 @@ class Server:
         self.config = config
         self.registrations = registrations
         self.plugins = PluginSet()
-        self._server: grpc.aio.Server | None = None
+        self._server: RPCServer | None = None
         self._stopping = asyncio.Event()
         self._bound = False
 
@@ -114,14 +112,7 @@ class Server:
                 reason = str(failed[0].error) if failed else "not loaded"
                 raise errdefs.FailedPrecondition(f"required plugin {uri}: {reason}")
 
-        server = grpc.aio.server(
-            interceptors=[ErrdefsInterceptor()],
-            options=[
-                ("grpc.max_receive_message_length", cfg.grpc.max_recv_message_size),
-                ("grpc.max_send_message_length", cfg.grpc.max_send_message_size),
-                ("grpc.so_reuseport", 0),
-            ],
-        )
+        server = _make_rpc_server(cfg)
         for id_, instance in self.plugins.instances(Type.GRPC).items():
             register = getattr(instance, "register", None)
             if register is None:
@@ -132,9 +123,8 @@ class Server:
         # The socket is made by bind: a tight umask keeps it from ever being world-accessible.
         old_umask = os.umask(0o117)
         try:
-            server.add_insecure_port(f"unix:{path}")
             self._bound = True
-            await server.start()
+            await server.start(path)
         finally:
             os.umask(old_umask)
         os.chmod(path, 0o660)
@@ -167,6 +157,15 @@ class Server:
                 os.unlink(self.socket_path)
             self._bound = False
         log.info("stopped")
+
+
+def _make_rpc_server(cfg: Config) -> RPCServer:
+    from pycontainerd.daemon.transport.aio import AioServer
+
+    return AioServer(
+        max_recv_message_size=cfg.grpc.max_recv_message_size,
+        max_send_message_size=cfg.grpc.max_send_message_size,
+    )
 
 
 async def serve(config: Config, registrations: Sequence[Registration]) -> None:

@@ -33,7 +33,9 @@ def _row_to_image(row: sqlite3.Row | tuple[object, ...]) -> Image:
     name, media_type, digest, size, annotations, labels, created, updated = row
     return Image(
         name=str(name),
-        target=Descriptor(str(media_type), str(digest), int(str(size)), json.loads(str(annotations))),
+        target=Descriptor(
+            str(media_type), str(digest), int(str(size)), json.loads(str(annotations))
+        ),
         labels=json.loads(str(labels)),
         created_at=int(str(created)),
         updated_at=int(str(updated)),
@@ -145,7 +147,9 @@ class ImageStore:
 
     def delete(self, namespace: str, name: str) -> None:
         with self._db.update() as tx:
-            cur = tx.execute("DELETE FROM images WHERE namespace = ? AND name = ?", (namespace, name))
+            cur = tx.execute(
+                "DELETE FROM images WHERE namespace = ? AND name = ?", (namespace, name)
+            )
             if cur.rowcount == 0:
                 raise errdefs.NotFound(f'image "{name}": not found')
 

@@ -21,7 +21,7 @@ def _labels(tx: sqlite3.Connection, name: str) -> dict[str, str]:
     rows = tx.execute(
         "SELECT key, value FROM namespace_labels WHERE namespace = ? ORDER BY key", (name,)
     )
-    return {key: value for key, value in rows}
+    return dict(rows)
 
 
 def _exists(tx: sqlite3.Connection, name: str) -> bool:
@@ -84,9 +84,7 @@ class NamespaceStore:
                 labels[ns][key] = value
         return [Namespace(name, labels[name]) for name in names]
 
-    def update(
-        self, name: str, labels: Mapping[str, str], paths: Sequence[str] = ()
-    ) -> Namespace:
+    def update(self, name: str, labels: Mapping[str, str], paths: Sequence[str] = ()) -> Namespace:
         """Update labels: all of them without ``paths``, else only ``labels.KEY`` paths."""
         with self._db.update() as tx:
             if not _exists(tx, name):
@@ -111,8 +109,9 @@ class NamespaceStore:
             holding = [
                 what
                 for table, what in NAMESPACED_TABLES.items()
-                if tx.execute(f"SELECT 1 FROM {table} WHERE namespace = ? LIMIT 1", (name,))
-                .fetchone()
+                if tx.execute(
+                    f"SELECT 1 FROM {table} WHERE namespace = ? LIMIT 1", (name,)
+                ).fetchone()
                 is not None
             ]
             if holding:

@@ -8,6 +8,7 @@ goes on without it.
 
 from __future__ import annotations
 
+import builtins
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -66,7 +67,7 @@ class Registration:
     init: Callable[[InitContext], object]
     requires: tuple[str, ...] = ()
     #: A dataclass of the plugin's settings; its defaults are printed by ``config default``.
-    config: type[Any] | None = None
+    config: builtins.type[Any] | None = None
 
     @property
     def uri(self) -> str:
@@ -167,7 +168,7 @@ def order(registrations: Iterable[Registration]) -> list[Registration]:
         visiting.add(reg.uri)
         for required in reg.requires:
             for dep in regs:
-                if dep is not reg and (required == "*" or dep.type == required):
+                if dep is not reg and required in ("*", dep.type):
                     visit(dep)
         visiting.discard(reg.uri)
         seen.add(reg.uri)
@@ -212,7 +213,7 @@ def load(
         except SkipPlugin as exc:
             plugin.error = exc
             log.info("skip loading plugin %s: %s", reg.uri, exc)
-        except Exception as exc:  # noqa: BLE001 - a plugin's failure is data, shown to users
+        except Exception as exc:
             plugin.error = exc
             log.warning("failed to load plugin %s: %s", reg.uri, exc)
         plugins.add(plugin)

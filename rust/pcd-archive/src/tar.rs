@@ -397,11 +397,6 @@ impl Pending {
 }
 
 impl Reader {
-    /// True when the end of the archive has been reached.
-    pub(crate) fn ended(&self) -> bool {
-        self.ended
-    }
-
     /// Advances to the next entry, skipping what is left of the current one.
     /// `Ok(false)` at the end of the archive.
     pub(crate) fn next(&mut self, input: &mut Input<'_, '_>) -> Result<bool, TarError> {
@@ -519,6 +514,8 @@ impl Reader {
             }
             h.name.extend_from_slice(cstr(&b[0..100]));
         }
+        // From here on, errors name the entry.
+        self.in_entry = true;
         h.link.clear();
         if let Some(link) = p.long_link.take() {
             h.link = link;
@@ -839,7 +836,7 @@ mod tests {
     #[test]
     fn pax_records() {
         let mut p = Pending::default();
-        p.parse_pax(b"13 path=a/b/c\n25 SCHILY.xattr.user.k=v\n")
+        p.parse_pax(b"14 path=a/b/c\n25 SCHILY.xattr.user.k=v\n")
             .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(p.path.as_deref(), Some(&b"a/b/c"[..]));
         assert_eq!(p.xattrs, vec![(b"user.k".to_vec(), b"v".to_vec())]);

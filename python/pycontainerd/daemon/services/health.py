@@ -4,28 +4,26 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
-import grpc
-
-from pycontainerd.api.grpc.health.v1 import health_pb2, health_pb2_grpc
+from pycontainerd import errdefs
+from pycontainerd.api.grpc.health.v1 import health_pb2
+from pycontainerd.daemon.rpc import RPCServer, ServicerContext
 from pycontainerd.plugin import InitContext, Registration, Type
 
 __all__ = ["HealthService", "registration"]
 
-_Context = grpc.aio.ServicerContext[Any, Any]
 _Status = health_pb2.HealthCheckResponse.ServingStatus
 
 
-class HealthService(health_pb2_grpc.HealthServicer):
+class HealthService:
     """The overall server status, under the empty service name as containerd serves it."""
 
     def __init__(self) -> None:
         self._serving = True
         self._changed = asyncio.Event()
 
-    def register(self, server: grpc.aio.Server) -> None:
-        health_pb2_grpc.add_HealthServicer_to_server(self, server)
+    def register(self, server: RPCServer) -> None:
+        server.add_service(health_pb2.DESCRIPTOR.services_by_name["Health"], self)
 
     def shutdown(self) -> None:
         """Report NOT_SERVING from now on and wake every watcher."""
@@ -33,19 +31,21 @@ class HealthService(health_pb2_grpc.HealthServicer):
         self._changed.set()
 
     def _status(self) -> _Status.ValueType:
-        return health_pb2.HealthCheckResponse.SERVING if self._serving else (
-            health_pb2.HealthCheckResponse.NOT_SERVING
+        return (
+            health_pb2.HealthCheckResponse.SERVING
+            if self._serving
+            else (health_pb2.HealthCheckResponse.NOT_SERVING)
         )
 
     async def Check(
-        self, request: health_pb2.HealthCheckRequest, context: _Context
+        self, request: health_pb2.HealthCheckRequest, context: ServicerContext
     ) -> health_pb2.HealthCheckResponse:
         if request.service:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
+            raise errdefs.NotFound(f"unknown service {request.service!r}")
         return health_pb2.HealthCheckResponse(status=self._status())
 
     async def Watch(
-        self, request: health_pb2.HealthCheckRequest, context: _Context
+        self, request: health_pb2.HealthCheckRequest, context: ServicerContext
     ) -> AsyncIterator[health_pb2.HealthCheckResponse]:
         if request.service:
             yield health_pb2.HealthCheckResponse(

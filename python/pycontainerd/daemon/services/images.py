@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import grpc
 from google.protobuf import empty_pb2, timestamp_pb2
 
-from pycontainerd.api.containerd.services.images.v1 import images_pb2, images_pb2_grpc
+from pycontainerd.api.containerd.services.images.v1 import images_pb2
 from pycontainerd.api.containerd.types import descriptor_pb2
+from pycontainerd.daemon.rpc import RPCServer, ServicerContext
 from pycontainerd.daemon.services.base import namespace_of
 from pycontainerd.descriptor import Descriptor
 from pycontainerd.metadata import DB, Image, ImageStore
 from pycontainerd.plugin import InitContext, Registration, Type
 
 __all__ = ["ImagesService", "image_from_proto", "image_to_proto", "registration"]
-
-_Context = grpc.aio.ServicerContext[Any, Any]
 
 
 def _timestamp(ns: int) -> timestamp_pb2.Timestamp:
@@ -49,42 +45,42 @@ def image_from_proto(image: images_pb2.Image) -> Image:
     )
 
 
-class ImagesService(images_pb2_grpc.ImagesServicer):
+class ImagesService:
     """Images over the metadata store."""
 
     def __init__(self, store: ImageStore) -> None:
         self._store = store
 
-    def register(self, server: grpc.aio.Server) -> None:
-        images_pb2_grpc.add_ImagesServicer_to_server(self, server)
+    def register(self, server: RPCServer) -> None:
+        server.add_service(images_pb2.DESCRIPTOR.services_by_name["Images"], self)
 
     async def Get(
-        self, request: images_pb2.GetImageRequest, context: _Context
+        self, request: images_pb2.GetImageRequest, context: ServicerContext
     ) -> images_pb2.GetImageResponse:
         image = self._store.get(namespace_of(context), request.name)
         return images_pb2.GetImageResponse(image=image_to_proto(image))
 
     async def List(
-        self, request: images_pb2.ListImagesRequest, context: _Context
+        self, request: images_pb2.ListImagesRequest, context: ServicerContext
     ) -> images_pb2.ListImagesResponse:
         images = self._store.list(namespace_of(context), request.filters)
         return images_pb2.ListImagesResponse(images=[image_to_proto(i) for i in images])
 
     async def Create(
-        self, request: images_pb2.CreateImageRequest, context: _Context
+        self, request: images_pb2.CreateImageRequest, context: ServicerContext
     ) -> images_pb2.CreateImageResponse:
         image = self._store.create(namespace_of(context), image_from_proto(request.image))
         return images_pb2.CreateImageResponse(image=image_to_proto(image))
 
     async def Update(
-        self, request: images_pb2.UpdateImageRequest, context: _Context
+        self, request: images_pb2.UpdateImageRequest, context: ServicerContext
     ) -> images_pb2.UpdateImageResponse:
         paths = list(request.update_mask.paths) if request.HasField("update_mask") else []
         image = self._store.update(namespace_of(context), image_from_proto(request.image), paths)
         return images_pb2.UpdateImageResponse(image=image_to_proto(image))
 
     async def Delete(
-        self, request: images_pb2.DeleteImageRequest, context: _Context
+        self, request: images_pb2.DeleteImageRequest, context: ServicerContext
     ) -> empty_pb2.Empty:
         self._store.delete(namespace_of(context), request.name)
         return empty_pb2.Empty()

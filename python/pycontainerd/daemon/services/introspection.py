@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-import grpc
 from google.protobuf import empty_pb2
 
 from pycontainerd import errdefs, filters
 from pycontainerd.api.containerd.services.introspection.v1 import (
     introspection_pb2,
-    introspection_pb2_grpc,
 )
 from pycontainerd.api.containerd.types import platform_pb2
 from pycontainerd.api.google.rpc import status_pb2
+from pycontainerd.daemon.rpc import RPCServer, ServicerContext
 from pycontainerd.plugin import InitContext, Plugin, PluginSet, Registration, Type
 
 __all__ = ["IntrospectionService", "registration"]
-
-_Context = grpc.aio.ServicerContext[Any, Any]
 
 
 def _plugin_to_proto(plugin: Plugin) -> introspection_pb2.Plugin:
@@ -37,15 +34,15 @@ def _plugin_to_proto(plugin: Plugin) -> introspection_pb2.Plugin:
         capabilities=plugin.meta.capabilities,
     )
     if plugin.error is not None:
-        code = errdefs.to_grpc_code(plugin.error)
+        code = errdefs.to_code(plugin.error)
         out.init_err.CopyFrom(
-            status_pb2.Status(code=code.value[0], message=str(plugin.error) or repr(plugin.error))
+            status_pb2.Status(code=int(code), message=str(plugin.error) or repr(plugin.error))
         )
     return out
 
 
 def _adapt(plugin: introspection_pb2.Plugin) -> filters.Adaptor:
-    def field(path: Any) -> tuple[str, bool]:
+    def field(path: Sequence[str]) -> tuple[str, bool]:
         if not path:
             return "", False
         if path[0] == "type":
@@ -57,7 +54,7 @@ def _adapt(plugin: introspection_pb2.Plugin) -> filters.Adaptor:
     return filters.AdaptorFunc(field)
 
 
-class IntrospectionService(introspection_pb2_grpc.IntrospectionServicer):
+class IntrospectionService:
     """Lists plugins (with containerd's filters) and keeps the server's UUID under its root."""
 
     def __init__(self, plugins: PluginSet, root: Path) -> None:
@@ -65,11 +62,11 @@ class IntrospectionService(introspection_pb2_grpc.IntrospectionServicer):
         self._root = root
         self._uuid: str | None = None
 
-    def register(self, server: grpc.aio.Server) -> None:
-        introspection_pb2_grpc.add_IntrospectionServicer_to_server(self, server)
+    def register(self, server: RPCServer) -> None:
+        server.add_service(introspection_pb2.DESCRIPTOR.services_by_name["Introspection"], self)
 
     async def Plugins(
-        self, request: introspection_pb2.PluginsRequest, context: _Context
+        self, request: introspection_pb2.PluginsRequest, context: ServicerContext
     ) -> introspection_pb2.PluginsResponse:
         match = filters.parse(*request.filters)
         plugins = [_plugin_to_proto(p) for p in self._plugins.all()]
@@ -78,7 +75,7 @@ class IntrospectionService(introspection_pb2_grpc.IntrospectionServicer):
         )
 
     async def Server(
-        self, request: empty_pb2.Empty, context: _Context
+        self, request: empty_pb2.Empty, context: ServicerContext
     ) -> introspection_pb2.ServerResponse:
         return introspection_pb2.ServerResponse(uuid=self.uuid())
 

@@ -2,60 +2,58 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import grpc
 from google.protobuf import empty_pb2
 
-from pycontainerd.api.containerd.services.namespaces.v1 import namespace_pb2, namespace_pb2_grpc
+from pycontainerd.api.containerd.services.namespaces.v1 import namespace_pb2
+from pycontainerd.daemon.rpc import RPCServer, ServicerContext
 from pycontainerd.metadata import DB, Namespace, NamespaceStore
 from pycontainerd.plugin import InitContext, Registration, Type
 
 __all__ = ["NamespacesService", "registration"]
-
-_Context = grpc.aio.ServicerContext[Any, Any]
 
 
 def _to_proto(ns: Namespace) -> namespace_pb2.Namespace:
     return namespace_pb2.Namespace(name=ns.name, labels=dict(ns.labels))
 
 
-class NamespacesService(namespace_pb2_grpc.NamespacesServicer):
+class NamespacesService:
     """Namespaces over the metadata store."""
 
     def __init__(self, store: NamespaceStore) -> None:
         self._store = store
 
-    def register(self, server: grpc.aio.Server) -> None:
-        namespace_pb2_grpc.add_NamespacesServicer_to_server(self, server)
+    def register(self, server: RPCServer) -> None:
+        server.add_service(namespace_pb2.DESCRIPTOR.services_by_name["Namespaces"], self)
 
     async def Get(
-        self, request: namespace_pb2.GetNamespaceRequest, context: _Context
+        self, request: namespace_pb2.GetNamespaceRequest, context: ServicerContext
     ) -> namespace_pb2.GetNamespaceResponse:
-        return namespace_pb2.GetNamespaceResponse(namespace=_to_proto(self._store.get(request.name)))
+        return namespace_pb2.GetNamespaceResponse(
+            namespace=_to_proto(self._store.get(request.name))
+        )
 
     async def List(
-        self, request: namespace_pb2.ListNamespacesRequest, context: _Context
+        self, request: namespace_pb2.ListNamespacesRequest, context: ServicerContext
     ) -> namespace_pb2.ListNamespacesResponse:
         return namespace_pb2.ListNamespacesResponse(
             namespaces=[_to_proto(ns) for ns in self._store.list()]
         )
 
     async def Create(
-        self, request: namespace_pb2.CreateNamespaceRequest, context: _Context
+        self, request: namespace_pb2.CreateNamespaceRequest, context: ServicerContext
     ) -> namespace_pb2.CreateNamespaceResponse:
         ns = self._store.create(request.namespace.name, dict(request.namespace.labels))
         return namespace_pb2.CreateNamespaceResponse(namespace=_to_proto(ns))
 
     async def Update(
-        self, request: namespace_pb2.UpdateNamespaceRequest, context: _Context
+        self, request: namespace_pb2.UpdateNamespaceRequest, context: ServicerContext
     ) -> namespace_pb2.UpdateNamespaceResponse:
         paths = list(request.update_mask.paths) if request.HasField("update_mask") else []
         ns = self._store.update(request.namespace.name, dict(request.namespace.labels), paths)
         return namespace_pb2.UpdateNamespaceResponse(namespace=_to_proto(ns))
 
     async def Delete(
-        self, request: namespace_pb2.DeleteNamespaceRequest, context: _Context
+        self, request: namespace_pb2.DeleteNamespaceRequest, context: ServicerContext
     ) -> empty_pb2.Empty:
         self._store.delete(request.name)
         return empty_pb2.Empty()
@@ -67,6 +65,4 @@ def _init(ic: InitContext) -> NamespacesService:
     return NamespacesService(NamespaceStore(db))
 
 
-registration = Registration(
-    type=Type.GRPC, id="namespaces", init=_init, requires=(Type.METADATA,)
-)
+registration = Registration(type=Type.GRPC, id="namespaces", init=_init, requires=(Type.METADATA,))

@@ -1,0 +1,137 @@
+"""Benchmark fixtures: our daemon and containerd 1.6's, side by side on private sockets.
+
+Set PCD_BENCH_SMOKE=1 for a quick run (CI): a few rounds instead of the full count.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures.daemon import Daemon, make_daemon, wait_for_socket
+
+SMOKE = os.environ.get("PCD_BENCH_SMOKE") == "1"
+#: Results gathered by the benchmarks, printed side by side at the end: {daemon: {metric: value}}.
+RESULTS: dict[str, dict[str, Any]] = {}
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of a process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+@dataclass
+class Target:
+    """A daemon under measurement."""
+
+    name: str
+    address: str
+    pid: int
+
+
+def _containerd_config(base: Path, address: str) -> str:
+    return f"""version = 2
+root = "{base}/root"
+state = "{base}/state"
+# The CRI plugin is a Kubernetes server; pycontainerd has none, so compare without it.
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+
+[grpc]
+  address = "{address}"
+
+[ttrpc]
+  address = "{address}.ttrpc"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{base}/opt"
+"""
+
+
+@pytest.fixture(scope="session")
+def pycontainerd_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    d: Daemon = make_daemon(tmp_path_factory.mktemp("pcd-bench"))
+    try:
+        d.start()
+        assert d.proc is not None
+        yield Target("pycontainerd", d.address, d.proc.pid)
+    finally:
+        d.stop()
+        d.cleanup()
+
+
+@pytest.fixture(scope="session")
+def containerd_target() -> Iterator[Target]:
+    binary = shutil.which("containerd")
+    assert binary, "containerd is missing: scripts/setup installs Debian's containerd 1.6"
+    base = Path(tempfile.mkdtemp(prefix="ctd-"))
+    address = str(base / "containerd.sock")
+    config = base / "config.toml"
+    config.write_text(_containerd_config(base, address))
+    log = open(base / "containerd.log", "wb")  # noqa: SIM115 - open for the daemon's life
+    proc = subprocess.Popen([binary, "--config", str(config)], stdout=log, stderr=log)
+    try:
+        wait_for_socket(address, proc)
+        yield Target("containerd", address, proc.pid)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        subprocess.run(["umount", "-R", str(base / "root")], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=["pycontainerd", "containerd"])
+def target(request: pytest.FixtureRequest) -> Target:
+    t: Target = request.getfixturevalue(f"{request.param}_target")
+    return t
+
+
+def settle() -> None:
+    time.sleep(0.5 if SMOKE else 2.0)
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not RESULTS:
+        return
+    tr = terminalreporter
+    tr.section("pycontainerd vs containerd 1.6, same machine, same run")
+    if SMOKE:
+        tr.write_line("smoke run (PCD_BENCH_SMOKE=1): few rounds, figures are not meaningful")
+    metrics = [
+        ("idle_rss_mib", "idle RSS (MiB)", "{:.1f}"),
+        ("version_py_p50_us", "Version p50, Python client (us)", "{:.0f}"),
+        ("version_py_p99_us", "Version p99, Python client (us)", "{:.0f}"),
+        ("version_ctr_p50_ms", "Version p50, ctr process (ms)", "{:.1f}"),
+        ("version_ctr_p99_ms", "Version p99, ctr process (ms)", "{:.1f}"),
+    ]
+    names = [n for n in ("pycontainerd", "containerd") if n in RESULTS]
+    tr.write_line(f"{'metric':36}" + "".join(f"{n:>16}" for n in names) + f"{'ratio':>10}")
+    for key, label, fmt in metrics:
+        values = [RESULTS[n].get(key) for n in names]
+        cells = "".join(f"{(fmt.format(v) if v is not None else '-'):>16}" for v in values)
+        ratio = ""
+        if len(values) == 2 and all(v for v in values):
+            ratio = f"{values[0] / values[1]:.2f}x"  # type: ignore[operator]
+        tr.write_line(f"{label:36}{cells}{ratio:>10}")

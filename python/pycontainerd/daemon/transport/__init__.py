@@ -1,0 +1,1 @@
+"""gRPC transports implementing :class:`pycontainerd.daemon.rpc.RPCServer`."""
