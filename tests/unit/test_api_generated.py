@@ -24,6 +24,7 @@ from types import ModuleType
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.descriptor import FileDescriptor
+from google.rpc import status_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
 if importlib.util.find_spec("pycontainerd") is None:  # not installed: use the source tree
@@ -124,12 +125,17 @@ def api_modules() -> Iterator[ModuleType]:
 
 @pytest.fixture(scope="module")
 def ours() -> dict[str, FileDescriptor]:
-    """Our generated files, by proto file name, all loaded into the default pool."""
-    return {
+    """Our generated files, by proto file name, all loaded into the default pool.
+
+    google.rpc.Status is googleapis-common-protos' (a dependency), not generated here.
+    """
+    files = {
         module.DESCRIPTOR.name: module.DESCRIPTOR
         for module in api_modules()
         if module.__name__.endswith("_pb2")
     }
+    files[status_pb2.DESCRIPTOR.name] = status_pb2.DESCRIPTOR
+    return files
 
 
 def walk_messages(

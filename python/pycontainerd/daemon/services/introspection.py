@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from google.protobuf import empty_pb2
+from google.rpc import status_pb2
 
 from pycontainerd import errdefs, filters
 from pycontainerd.api.containerd.services.introspection.v1 import (
     introspection_pb2,
 )
 from pycontainerd.api.containerd.types import platform_pb2
-from pycontainerd.api.google.rpc import status_pb2
 from pycontainerd.daemon.rpc import RPCServer, ServicerContext
 from pycontainerd.plugin import InitContext, Plugin, PluginSet, Registration, Type
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 from pycontainerd.api.containerd.types import platform_pb2 as containerd_dot_types_dot_platform__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
-from pycontainerd.api.google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
+from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
 DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n8containerd/services/introspection/v1/introspection.proto\x12$containerd.services.introspection.v1\x1a\x1f\x63ontainerd/types/platform.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x17google/rpc/status.proto\"\x9b\x02\n\x06Plugin\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x10\n\x08requires\x18\x03 \x03(\t\x12-\n\tplatforms\x18\x04 \x03(\x0b\x32\x1a.containerd.types.Platform\x12J\n\x07\x65xports\x18\x05 \x03(\x0b\x32\x39.containerd.services.introspection.v1.Plugin.ExportsEntry\x12\x14\n\x0c\x63\x61pabilities\x18\x06 \x03(\t\x12$\n\x08init_err\x18\x07 \x01(\x0b\x32\x12.google.rpc.Status\x1a.\n\x0c\x45xportsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"!\n\x0ePluginsRequest\x12\x0f\n\x07\x66ilters\x18\x01 \x03(\t\"P\n\x0fPluginsResponse\x12=\n\x07plugins\x18\x01 \x03(\x0b\x32,.containerd.services.introspection.v1.Plugin\"\x1e\n\x0eServerResponse\x12\x0c\n\x04uuid\x18\x01 \x01(\t2\xdf\x01\n\rIntrospection\x12v\n\x07Plugins\x12\x34.containerd.services.introspection.v1.PluginsRequest\x1a\x35.containerd.services.introspection.v1.PluginsResponse\x12V\n\x06Server\x12\x16.google.protobuf.Empty\x1a\x34.containerd.services.introspection.v1.ServerResponseb\x06proto3')
