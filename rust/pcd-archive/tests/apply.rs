@@ -81,7 +81,15 @@ fn entry_types_and_metadata() {
         .entry(H::new("bin/sg", b'0').mode(0o2711), b"sgid")
         .entry(H::new("tmp/", b'5').mode(0o1777).mtime(4_000), b"")
         .entry(H::new("etc/motd", b'2').link("../usr/share/motd").owner(7, 8).mtime(5_000), b"")
-        .entry(H::new("etc/passwd.link", b'1').link("etc/passwd"), b"")
+        // A hard link's header carries the inode's metadata again (and it is applied again).
+        .entry(
+            H::new("etc/passwd.link", b'1')
+                .link("etc/passwd")
+                .mode(0o640)
+                .owner(1234, 5678)
+                .mtime(2_000),
+            b"",
+        )
         .entry(H::new("dev/null", b'3').mode(0o666).dev(1, 3), b"")
         .entry(H::new("dev/loop0", b'4').mode(0o660).dev(7, 0), b"")
         .entry(H::new("run/fifo", b'6').mode(0o600), b"")
@@ -612,7 +620,7 @@ fn diff_id_for_every_compression() {
                 assert_eq!(st.compressed_size, blob.len() as u64);
                 assert_eq!(st.compression, Some(*compression));
                 assert_eq!(st.files, 51);
-                assert_eq!(fs::read(dir.path().join("usr/bin/tool49")).map(|d| d.len()).ok(), Some(7 * 37 * 49));
+                assert_eq!(fs::read(dir.path().join("usr/bin/tool49")).map(|d| d.len()).ok(), Some(8 * 37 * 49));
             }
         }
     }
