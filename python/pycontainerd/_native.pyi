@@ -3,6 +3,7 @@
 Every function releases the GIL for its whole call and raises ``pycontainerd.errdefs`` classes.
 """
 
+__all__ = ["__version__", "build_info"]
 __version__: str
 
 def build_info() -> tuple[str, str]:
