@@ -101,3 +101,18 @@ def test_help_everywhere(command: list[str]) -> None:
     )
     assert result.returncode == 0
     assert result.stdout.startswith("usage: pyctr")
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (["namespaces", "frob"], "pyctr namespaces: argument COMMAND: invalid choice: 'frob'"),
+        ([], "pyctr: the following arguments are required: COMMAND"),
+        (["namespaces", "rm"], "pyctr namespaces remove: the following arguments are required"),
+    ],
+)
+def test_usage_errors_are_one_line(command: list[str], expected: str) -> None:
+    result = subprocess.run([*PYCTR, *command], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.startswith(expected)
+    assert result.stderr.count("\n") == 1

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from pycontainerd import errdefs
 from pycontainerd.cli import namespaces, plugins, version
@@ -15,8 +16,15 @@ from pycontainerd.namespaces import DEFAULT
 __all__ = ["main"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="pyctr",
         description="pyctr: a client for pycontainerd and containerd, with ctr's commands",
     )
@@ -42,7 +50,9 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds to wait for the daemon to answer (default %(default)s)",
     )
     p.add_argument("--debug", action="store_true", help="print tracebacks of errors")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = p.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=_Parser
+    )
     for module in (namespaces, plugins, version):
         module.add_parser(sub)
     return p
