@@ -125,13 +125,14 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         ("version_py_p99_us", "Version p99, Python client (us)", "{:.0f}"),
         ("version_ctr_p50_ms", "Version p50, ctr process (ms)", "{:.1f}"),
         ("version_ctr_p99_ms", "Version p99, ctr process (ms)", "{:.1f}"),
+        ("fetch_mb_s", "blob fetch from loopback registry (MB/s)", "{:.0f}"),
     ]
-    names = [n for n in ("pycontainerd", "containerd") if n in RESULTS]
+    names = [n for n in ("pycontainerd", "containerd", "curl") if n in RESULTS]
     tr.write_line(f"{'metric':36}" + "".join(f"{n:>16}" for n in names) + f"{'ratio':>10}")
     for key, label, fmt in metrics:
         values = [RESULTS[n].get(key) for n in names]
         cells = "".join(f"{(fmt.format(v) if v is not None else '-'):>16}" for v in values)
         ratio = ""
-        if len(values) == 2 and all(v for v in values):
+        if len(values) >= 2 and values[0] and values[1]:
             ratio = f"{values[0] / values[1]:.2f}x"  # type: ignore[operator]
         tr.write_line(f"{label:36}{cells}{ratio:>10}")

@@ -41,8 +41,9 @@ def test_version_python_client(benchmark: Any, target: Target) -> None:
     res = RESULTS.setdefault(target.name, {})
     res["version_py_p50_us"] = percentile(samples, 50)
     res["version_py_p99_us"] = percentile(samples, 99)
-    benchmark.extra_info.update({"p50_us": res["version_py_p50_us"],
-                                 "p99_us": res["version_py_p99_us"]})
+    benchmark.extra_info.update(
+        {"p50_us": res["version_py_p50_us"], "p99_us": res["version_py_p99_us"]}
+    )
 
 
 def test_version_ctr(benchmark: Any, target: Target) -> None:
@@ -50,13 +51,13 @@ def test_version_ctr(benchmark: Any, target: Target) -> None:
 
     def call() -> None:
         t0 = time.perf_counter_ns()
-        subprocess.run(["ctr", "-a", target.address, "version"], check=True,
-                       capture_output=True)
+        subprocess.run(["ctr", "-a", target.address, "version"], check=True, capture_output=True)
         samples.append((time.perf_counter_ns() - t0) / 1e6)
 
     benchmark.pedantic(call, rounds=CTR_CALLS, iterations=1)
     res = RESULTS.setdefault(target.name, {})
     res["version_ctr_p50_ms"] = percentile(samples, 50)
     res["version_ctr_p99_ms"] = percentile(samples, 99)
-    benchmark.extra_info.update({"p50_ms": res["version_ctr_p50_ms"],
-                                 "p99_ms": res["version_ctr_p99_ms"]})
+    benchmark.extra_info.update(
+        {"p50_ms": res["version_ctr_p50_ms"], "p99_ms": res["version_ctr_p99_ms"]}
+    )

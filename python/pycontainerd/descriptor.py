@@ -7,18 +7,25 @@ from dataclasses import dataclass, field
 
 from pycontainerd import errdefs
 from pycontainerd.digest import validate_digest
+from pycontainerd.platforms import Platform
 
 __all__ = ["Descriptor"]
 
 
 @dataclass(frozen=True)
 class Descriptor:
-    """An OCI descriptor, the fields containerd stores."""
+    """An OCI descriptor, the fields containerd stores.
+
+    ``urls`` (where a foreign layer may be fetched from) and ``platform`` (of a manifest in an
+    index) come from manifests; containerd's API does not carry them.
+    """
 
     media_type: str
     digest: str
     size: int
     annotations: Mapping[str, str] = field(default_factory=dict)
+    urls: tuple[str, ...] = ()
+    platform: Platform | None = None
 
     def validate(self, what: str = "Target") -> None:
         try:

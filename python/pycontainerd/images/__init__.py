@@ -1,0 +1,1 @@
+"""Images: manifests, platforms, media types, import/export and unpack orchestration."""
