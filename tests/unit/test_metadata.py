@@ -59,6 +59,7 @@ def test_refuses_a_newer_schema(tmp_path: Path) -> None:
 def test_failed_transaction_changes_nothing(db: DB) -> None:
     store = NamespaceStore(db)
     store.create("a", {"k": "v"})
+
     def crash() -> None:
         with db.update() as tx:
             tx.execute("DELETE FROM namespace_labels")

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from pycontainerd import errdefs
-from pycontainerd.cli import namespaces, plugins, version
+from pycontainerd.cli import content, namespaces, plugins, version
 from pycontainerd.client.connection import DEFAULT_ADDRESS
 from pycontainerd.namespaces import DEFAULT
 
@@ -50,10 +50,8 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds to wait for the daemon to answer (default %(default)s)",
     )
     p.add_argument("--debug", action="store_true", help="print tracebacks of errors")
-    sub = p.add_subparsers(
-        dest="command", metavar="COMMAND", required=True, parser_class=_Parser
-    )
-    for module in (namespaces, plugins, version):
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
+    for module in (content, namespaces, plugins, version):
         module.add_parser(sub)
     return p
 

@@ -17,6 +17,7 @@ from pycontainerd.api.containerd.services.introspection.v1 import (
 )
 from pycontainerd.api.containerd.services.version.v1 import version_pb2_grpc
 from pycontainerd.client.connection import DEFAULT_ADDRESS, Connection
+from pycontainerd.client.content import ProxyContentStore
 from pycontainerd.client.namespaces import NamespacesAPI
 from pycontainerd.platforms import Platform
 
@@ -95,6 +96,7 @@ class Client:
         self._version = version_pb2_grpc.VersionStub(self._conn.channel)
         self._introspection = introspection_pb2_grpc.IntrospectionStub(self._conn.channel)
         self.namespaces = NamespacesAPI(self._conn, call_timeout)
+        self._content: ProxyContentStore | None = None
 
     def __enter__(self) -> Client:
         return self
@@ -110,6 +112,16 @@ class Client:
     def close(self) -> None:
         """Close the connection; the client cannot be used afterwards."""
         self._conn.close()
+
+    @property
+    def content(self) -> ProxyContentStore:
+        """The daemon's content store in this client's namespace (a ``content.Store``)."""
+        store = self._content
+        if store is None or store.namespace != self.namespace:
+            store = self._content = ProxyContentStore(
+                self._conn, self.namespace, timeout=self._call_timeout
+            )
+        return store
 
     @property
     def channel(self) -> grpc.Channel:

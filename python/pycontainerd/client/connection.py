@@ -38,6 +38,15 @@ def _why_unreachable(path: str) -> str:
     return "the daemon did not answer"
 
 
+def _is_transport_failure(details: str) -> bool:
+    """Whether an UNAVAILABLE status came from grpcio's channel rather than the daemon."""
+    lowered = details.lower()
+    return any(
+        phrase in lowered
+        for phrase in ("failed to connect", "socket closed", "connection reset", "unavailable")
+    )
+
+
 class Connection:
     """One channel, the namespace sent with every call and the status-to-error mapping."""
 
@@ -84,6 +93,7 @@ class Connection:
         code = exc.code() if isinstance(exc, grpc.Call) else None
         details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
         message = details or (code.name.lower() if code is not None else "unknown error")
-        if code == grpc.StatusCode.UNAVAILABLE:
-            message = f"{self.path}: {message}"
+        if code == grpc.StatusCode.UNAVAILABLE and _is_transport_failure(message):
+            # The connection failed, not the operation: say which daemon could not be reached.
+            message = f"connect to {self.path}: {message}"
         return errdefs.from_code(code.value[0] if code is not None else None, message)

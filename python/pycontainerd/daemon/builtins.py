@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from pycontainerd.daemon.services import health, images, introspection, namespaces, version
+from pycontainerd.content import plugin as content_plugin
+from pycontainerd.daemon.services import (
+    content,
+    health,
+    images,
+    introspection,
+    namespaces,
+    version,
+)
 from pycontainerd.metadata import plugin as metadata
 from pycontainerd.plugin import Registration
 
@@ -10,6 +18,9 @@ __all__ = ["REGISTRATIONS"]
 
 REGISTRATIONS: tuple[Registration, ...] = (
     metadata.registration,
+    content_plugin.registration,
+    content.service_registration,
+    content.registration,
     version.registration,
     namespaces.registration,
     images.registration,

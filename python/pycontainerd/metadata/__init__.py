@@ -1,8 +1,18 @@
 """The metadata store: SQLite in WAL mode, every change a transaction, every record namespaced."""
 
+from pycontainerd.metadata.content import ContentStore, NamespacedContentStore
 from pycontainerd.metadata.db import DB, SCHEMA_VERSION
 from pycontainerd.metadata.images import Image, ImageStore
 from pycontainerd.metadata.namespaces import NamespaceStore
 from pycontainerd.namespaces import Namespace
 
-__all__ = ["DB", "SCHEMA_VERSION", "Image", "ImageStore", "Namespace", "NamespaceStore"]
+__all__ = [
+    "DB",
+    "SCHEMA_VERSION",
+    "ContentStore",
+    "Image",
+    "ImageStore",
+    "Namespace",
+    "NamespaceStore",
+    "NamespacedContentStore",
+]

@@ -41,4 +41,25 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     ) WITHOUT ROWID;
     CREATE INDEX images_by_digest ON images (digest);
     """,
+    # 3: content: the blobs each namespace may see, and its ingests in progress.
+    """
+    CREATE TABLE blobs (
+        namespace  TEXT NOT NULL REFERENCES namespaces(name),
+        digest     TEXT NOT NULL,
+        size       INTEGER NOT NULL,
+        labels     TEXT NOT NULL DEFAULT '{}',
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (namespace, digest)
+    ) WITHOUT ROWID;
+    CREATE INDEX blobs_by_digest ON blobs (digest);
+    CREATE TABLE ingests (
+        namespace  TEXT NOT NULL REFERENCES namespaces(name) ON DELETE CASCADE,
+        ref        TEXT NOT NULL,
+        bref       TEXT NOT NULL UNIQUE,
+        expected   TEXT NOT NULL DEFAULT '',
+        expires_at INTEGER,
+        PRIMARY KEY (namespace, ref)
+    ) WITHOUT ROWID;
+    """,
 )

@@ -1,0 +1,1 @@
+"""One contract suite per subsystem, run against every implementation."""
