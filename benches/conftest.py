@@ -131,6 +131,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     tr.write_line(f"{'metric':36}" + "".join(f"{n:>16}" for n in names) + f"{'ratio':>10}")
     for key, label, fmt in metrics:
         values = [RESULTS[n].get(key) for n in names]
+        if all(v is None for v in values):
+            continue
         cells = "".join(f"{(fmt.format(v) if v is not None else '-'):>16}" for v in values)
         ratio = ""
         if len(values) >= 2 and values[0] and values[1]:

@@ -3,7 +3,12 @@
 Every function releases the GIL for its whole call and raises ``pycontainerd.errdefs`` classes.
 """
 
-__all__ = ["__version__", "build_info"]
+import os
+from collections.abc import Sequence
+from typing import final
+
+__all__ = ["RpcServer", "__version__", "build_info"]
+
 __version__: str
 
 def build_info() -> tuple[str, str]:
@@ -12,3 +17,63 @@ def build_info() -> tuple[str, str]:
     ``revision`` is the git commit of the checkout (``unknown`` outside one, with ``.m``
     appended when the tree had uncommitted changes).
     """
+
+@final
+class RpcServer:
+    """A gRPC server on a unix socket (crate ``rust/pcd-rpc``), for ``daemon.transport.native``.
+
+    Constructing it binds ``path`` on the calling thread (the caller's umask applies; the path
+    must be free and is never unlinked) and starts serving on the module's own threads, which
+    never take the GIL. Methods are ``(path, kind)`` pairs, ``path`` as
+    ``/package.Service/Method`` and ``kind`` 0 unary, 1 server streaming, 2 client streaming,
+    3 bidirectional; a method's number is its index. A call to a service not in ``services``
+    answers UNIMPLEMENTED "unknown service S", to a method not listed "unknown method M for
+    service S". Bind errors raise ``errdefs`` classes (``AlreadyExists`` for EADDRINUSE,
+    ``NotFound`` for a missing directory, ...) naming the path and the errno.
+
+    The methods below are short and keep the GIL: they only queue or take work.
+    """
+
+    def __new__(
+        cls,
+        path: str | os.PathLike[str],
+        services: Sequence[str],
+        methods: Sequence[tuple[str, int]],
+        *,
+        max_recv_message_size: int = ...,
+        max_send_message_size: int = ...,
+        send_high_water: int = ...,
+        request_window: int = ...,
+        max_concurrent_streams: int = ...,
+    ) -> RpcServer: ...
+    def fileno(self) -> int:
+        """The eventfd that is readable while events wait to be drained."""
+    def drain(
+        self,
+    ) -> list[tuple[int, int, int, list[tuple[str, str]] | None, bytes | None, float | None]]:
+        """Take the waiting events: ``(kind, call_id, number, metadata, payload, timeout)``.
+
+        kinds: 0 CALL (``number`` the method, ``metadata`` the request headers with keys
+        lowercase, ``-bin`` values as sent, ``content-type``/``te``/``grpc-*`` left out;
+        ``payload`` the request for unary and server-streaming methods; ``timeout`` the seconds
+        left before the client's deadline, or None); 1 MESSAGE (``payload`` the next request of a
+        streaming client); 2 HALF_CLOSE (no more requests); 3 CANCELLED (the transport ended the
+        call: ``number`` 0 the client went away, 1 the deadline passed and the client was answered
+        DEADLINE_EXCEEDED, 2 the transport answered an error of its own such as
+        RESOURCE_EXHAUSTED); 4 WRITABLE (the answer queue drained after ``send`` returned
+        False); 5 STOPPED (every connection has ended, after ``shutdown``/``close``).
+        """
+    def send(self, call_id: int, message: bytes) -> bool:
+        """Queue an answer message; False: wait for WRITABLE (or CANCELLED) before the next."""
+    def respond(self, call_id: int, message: bytes) -> None:
+        """Answer a unary or client-streaming call with one message and OK."""
+    def finish(self, call_id: int, code: int, message: str) -> None:
+        """End a call with a status (0 OK) after the messages already sent."""
+    def credit(self, call_id: int, n: int = 1) -> None:
+        """Let a streaming client's call deliver ``n`` more request messages."""
+    def open_calls(self) -> int:
+        """Calls announced and not yet ended."""
+    def shutdown(self) -> None:
+        """Stop accepting: the listening socket closes now; calls in flight go on."""
+    def close(self, timeout: float) -> None:
+        """Cut the connections still open after ``timeout`` seconds; STOPPED follows."""

@@ -160,9 +160,9 @@ class Server:
 
 
 def _make_rpc_server(cfg: Config) -> RPCServer:
-    from pycontainerd.daemon.transport.aio import AioServer
+    from pycontainerd.daemon.transport.native import NativeServer
 
-    return AioServer(
+    return NativeServer(
         max_recv_message_size=cfg.grpc.max_recv_message_size,
         max_send_message_size=cfg.grpc.max_send_message_size,
     )

@@ -4,6 +4,8 @@
 //! whole job, and maps Rust errors to the `pycontainerd.errdefs` classes in one place.
 use pyo3::prelude::*;
 
+mod rpc;
+
 /// The version of the native module, which is the version of the project.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The git revision the module was built from (`unknown` outside a checkout, `.m` when modified).
@@ -19,5 +21,6 @@ fn build_info() -> (&'static str, &'static str) {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", VERSION)?;
     m.add_function(wrap_pyfunction!(build_info, m)?)?;
+    rpc::register(m)?;
     Ok(())
 }

@@ -240,7 +240,10 @@ class NativeServer:
             for task in pending:
                 log.warning("rpc handler ignored its cancellation: %s", task.get_name())
         native.close(_UNWIND)
-        await stopped
+        try:
+            await asyncio.wait_for(asyncio.shield(stopped), _UNWIND + 5)
+        except TimeoutError:
+            log.warning("rpc server: connections still open after stop, %d calls", len(self._calls))
         loop.remove_reader(native.fileno())
         self._native = None
 
@@ -336,4 +339,3 @@ class NativeServer:
             await call.writable
         finally:
             call.writable = None
-
