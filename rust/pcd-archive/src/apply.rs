@@ -112,7 +112,8 @@ pub(crate) fn input_error(target: Target, e: InputError, eof: &str) -> ApplyErro
 
 /// How metadata is applied: through the open file, or by name in its directory.
 enum At<'a> {
-    File(&'a File),
+    /// The file, and whether it already has the owner the header gives.
+    File(&'a File, bool),
     Name(&'a DirFd, &'a [u8], Kind),
 }
 
@@ -129,6 +130,8 @@ pub(crate) struct Applier<'o> {
     unpacked: HashMap<(u64, u64), HashSet<Box<[u8]>>>,
     path: Vec<u8>,
     link: Vec<u8>,
+    /// Owner a new file gets without a chown: (fsuid, fsgid).
+    creator: (u32, u32),
 }
 
 /// Reads the whole tar stream from `input` and applies it under `root`.
@@ -147,6 +150,10 @@ pub(crate) fn extract(
         unpacked: HashMap::new(),
         path: Vec::new(),
         link: Vec::new(),
+        creator: (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        ),
     };
     let mut rd = Reader::default();
     loop {
@@ -162,9 +169,13 @@ pub(crate) fn extract(
     }
     ap.finish_dirs()?;
     let after = ap.after();
-    input
-        .drain()
-        .map_err(|e| input_error(Target::Stream { after }, e, "unexpected end of layer stream"))?;
+    input.drain().map_err(|e| {
+        input_error(
+            Target::Stream { after },
+            e,
+            "unexpected end of layer stream",
+        )
+    })?;
     Ok(ap.stats)
 }
 
@@ -303,7 +314,8 @@ impl Applier<'_> {
                 &format!("unexpected end of layer stream ({missing} bytes of file data missing)"),
             )
         };
-        let write_err = |rd: &Reader, e: io::Error| ApplyError::io(entry(&rd.hdr.name), "write file", e);
+        let write_err =
+            |rd: &Reader, e: io::Error| ApplyError::io(entry(&rd.hdr.name), "write file", e);
         let sparse = rd.hdr.sparse.take();
         match &sparse {
             None => loop {
@@ -322,7 +334,8 @@ impl Applier<'_> {
                         let max = usize::try_from(left).unwrap_or(usize::MAX);
                         let chunk = rd.data(input, max).map_err(|e| truncated(rd, e))?;
                         let n = chunk.len() as u64;
-                        file.write_all_at(chunk, pos).map_err(|e| write_err(rd, e))?;
+                        file.write_all_at(chunk, pos)
+                            .map_err(|e| write_err(rd, e))?;
                         pos += n;
                         left -= n;
                         self.stats.file_bytes += n;
@@ -332,7 +345,12 @@ impl Applier<'_> {
             }
         }
         rd.hdr.sparse = sparse;
-        self.metadata(At::File(&file), &rd.hdr)?;
+        // A new file is owned by our fsuid, and its group is our fsgid or its directory's
+        // (setgid directory, `grpid` mount): when all of these are the owner asked for, the
+        // chown is skipped. That is most files of most layers (0:0, applied as root).
+        let owned = (rd.hdr.uid, rd.hdr.gid) == self.creator
+            && dir.info().is_ok_and(|d| d.gid == self.creator.1);
+        self.metadata(At::File(&file, owned), &rd.hdr)?;
         drop(file);
         self.record(&dir, base, &rd.hdr.name)?;
         self.stats.files += 1;
@@ -364,6 +382,8 @@ impl Applier<'_> {
         };
         made.map_err(|e| ApplyError::io(entry(&h.name), "create directory", e))?;
         self.metadata(At::Name(&dir, base, Kind::Dir), h)?;
+        // Its group and setgid bit may have changed: cached facts about it are stale.
+        self.root.invalidate();
         let (atime, mtime) = times(h);
         self.dirs.push((path.to_vec(), atime, mtime));
         self.record(&dir, base, &h.name)?;
@@ -373,8 +393,10 @@ impl Applier<'_> {
 
     fn symlink(&mut self, h: &Header, parent: &[u8], base: &[u8]) -> Result<(), ApplyError> {
         let dir = self.parent_dir(parent, true, &h.name)?;
-        self.create(&dir, base, || symlinkat(h.link.as_slice(), dir.as_fd(), base))
-            .map_err(|e| ApplyError::io(entry(&h.name), "create symlink", e))?;
+        self.create(&dir, base, || {
+            symlinkat(h.link.as_slice(), dir.as_fd(), base)
+        })
+        .map_err(|e| ApplyError::io(entry(&h.name), "create symlink", e))?;
         self.metadata(At::Name(&dir, base, Kind::Symlink), h)?;
         self.record(&dir, base, &h.name)?;
         self.stats.symlinks += 1;
@@ -465,9 +487,9 @@ impl Applier<'_> {
     /// capabilities, so it comes first. Directories' times are set at the end of the layer.
     fn metadata(&self, at: At<'_>, h: &Header) -> Result<(), ApplyError> {
         let io_err = |op, e| ApplyError::io(entry(&h.name), op, e);
-        if self.opts.same_owner {
+        if self.opts.same_owner && !matches!(at, At::File(_, true)) {
             match &at {
-                At::File(f) => std::os::unix::fs::fchown(f, Some(h.uid), Some(h.gid)),
+                At::File(f, _) => std::os::unix::fs::fchown(f, Some(h.uid), Some(h.gid)),
                 At::Name(dir, base, _) => fchownat(
                     dir.as_fd(),
                     *base,
@@ -483,7 +505,7 @@ impl Applier<'_> {
             self.xattrs(&at, h)?;
         }
         match &at {
-            At::File(f) => f
+            At::File(f, _) => f
                 .set_permissions(Permissions::from_mode(h.mode))
                 .map_err(|e| io_err("chmod", e))?,
             // There is no lchmod: a symlink's mode is left as it is (as containerd does).
@@ -506,7 +528,9 @@ impl Applier<'_> {
         }
         let (atime, mtime) = times(h);
         match &at {
-            At::File(f) => futimens(f, &atime, &mtime).map_err(|e| io_err("set times", e.into())),
+            At::File(f, _) => {
+                futimens(f, &atime, &mtime).map_err(|e| io_err("set times", e.into()))
+            }
             At::Name(_, _, Kind::Dir) => Ok(()),
             At::Name(dir, base, _) => utimensat(
                 dir.as_fd(),
@@ -542,7 +566,7 @@ impl Applier<'_> {
                 ApplyError::invalid(entry(&h.name), "xattr name contains a NUL byte")
             })?;
             let res = match (at, &dir_fd) {
-                (At::File(f), _) => fs::fsetxattr(f.as_fd(), &name, value),
+                (At::File(f, _), _) => fs::fsetxattr(f.as_fd(), &name, value),
                 (_, Some(fd)) => fs::fsetxattr(fd.as_fd(), &name, value),
                 (At::Name(dir, base, _), None) => fs::lsetxattr_at(dir.as_fd(), base, &name, value),
             };
@@ -695,7 +719,13 @@ mod tests {
     #[test]
     fn bounded_times() {
         assert_eq!(bound(Time { sec: -5, nsec: 0 }), TimeSpec::new(0, 0));
-        assert_eq!(bound(Time { sec: i64::MAX, nsec: 0 }), TimeSpec::new(0, 0));
+        assert_eq!(
+            bound(Time {
+                sec: i64::MAX,
+                nsec: 0
+            }),
+            TimeSpec::new(0, 0)
+        );
         assert_eq!(bound(Time { sec: 7, nsec: 9 }), TimeSpec::new(7, 9));
     }
 }

@@ -45,7 +45,10 @@ impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Target::Entry(name) => write!(f, "entry {name:?}"),
-            Target::Header { offset, after: None } => write!(f, "tar header at offset {offset}"),
+            Target::Header {
+                offset,
+                after: None,
+            } => write!(f, "tar header at offset {offset}"),
             Target::Header {
                 offset,
                 after: Some(prev),

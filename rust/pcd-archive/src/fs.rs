@@ -7,6 +7,7 @@
 //! from outside the root.
 
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -23,30 +24,48 @@ use nix::unistd::{unlinkat, UnlinkatFlags};
 /// Symlinks followed while resolving one path, as the kernel's limit.
 const MAX_SYMLINKS: u32 = 40;
 
+/// What a directory's `fstat` says that apply needs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DirInfo {
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+    pub(crate) gid: u32,
+}
+
 /// An open directory inside the root (or the root itself).
 #[derive(Debug)]
 pub(crate) struct DirFd {
     fd: OwnedFd,
-    id: Cell<Option<(u64, u64)>>,
+    info: Cell<Option<DirInfo>>,
 }
 
 impl DirFd {
     fn new(fd: OwnedFd) -> Self {
         DirFd {
             fd,
-            id: Cell::new(None),
+            info: Cell::new(None),
         }
+    }
+
+    /// The directory's identity and group, from one `fstat` (cached: the resolution cache is
+    /// dropped whenever apply changes a directory's metadata).
+    pub(crate) fn info(&self) -> io::Result<DirInfo> {
+        if let Some(info) = self.info.get() {
+            return Ok(info);
+        }
+        let st = fstat(&self.fd)?;
+        let info = DirInfo {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            gid: st.st_gid,
+        };
+        self.info.set(Some(info));
+        Ok(info)
     }
 
     /// (device, inode) of the directory.
     pub(crate) fn id(&self) -> io::Result<(u64, u64)> {
-        if let Some(id) = self.id.get() {
-            return Ok(id);
-        }
-        let st = fstat(&self.fd)?;
-        let id = (st.st_dev, st.st_ino);
-        self.id.set(Some(id));
-        Ok(id)
+        self.info().map(|i| (i.dev, i.ino))
     }
 }
 
@@ -56,13 +75,15 @@ impl AsFd for DirFd {
     }
 }
 
-/// The root directory of an apply and a one-entry cache of the last parent directory resolved.
+/// Directories kept open by the resolution cache at most.
+const CACHE_SIZE: usize = 64;
+
+/// The root directory of an apply and a cache of the parent directories resolved lately.
 #[derive(Debug)]
 pub(crate) struct Root {
     root: Rc<DirFd>,
     use_openat2: bool,
-    cache_path: Vec<u8>,
-    cache: Option<Rc<DirFd>>,
+    cache: HashMap<Box<[u8]>, Rc<DirFd>>,
 }
 
 /// Opens the root directory (following symlinks in the caller-given path: that path is trusted).
@@ -84,7 +105,10 @@ fn is_symlink(st: &nix::sys::stat::FileStat) -> bool {
 }
 
 /// The kind of what is at `dir/name`, without following a symlink; `None` if nothing is there.
-pub(crate) fn lstat_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Option<nix::sys::stat::FileStat>> {
+pub(crate) fn lstat_at(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+) -> io::Result<Option<nix::sys::stat::FileStat>> {
     match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(st) => Ok(Some(st)),
         Err(Errno::ENOENT) => Ok(None),
@@ -105,14 +129,13 @@ impl Root {
         Root {
             root: Rc::new(DirFd::new(fd)),
             use_openat2,
-            cache_path: Vec::new(),
-            cache: None,
+            cache: HashMap::new(),
         }
     }
 
     /// Forgets cached directories: called whenever something was removed or replaced.
     pub(crate) fn invalidate(&mut self) {
-        self.cache = None;
+        self.cache.clear();
     }
 
     /// Resolves `path` (clean, relative, no `..`) to a directory inside the root, following
@@ -121,15 +144,14 @@ impl Root {
         if path.is_empty() {
             return Ok(Rc::clone(&self.root));
         }
-        if let Some(cached) = &self.cache {
-            if self.cache_path == path {
-                return Ok(Rc::clone(cached));
-            }
+        if let Some(cached) = self.cache.get(path) {
+            return Ok(Rc::clone(cached));
         }
         let fd = self.resolve(path, create)?;
-        self.cache_path.clear();
-        self.cache_path.extend_from_slice(path);
-        self.cache = Some(Rc::clone(&fd));
+        if self.cache.len() >= CACHE_SIZE {
+            self.cache.clear();
+        }
+        self.cache.insert(path.into(), Rc::clone(&fd));
         Ok(fd)
     }
 
@@ -176,7 +198,10 @@ impl Root {
                         let fd = openat(
                             cur,
                             comp.as_slice(),
-                            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                            OFlag::O_PATH
+                                | OFlag::O_DIRECTORY
+                                | OFlag::O_NOFOLLOW
+                                | OFlag::O_CLOEXEC,
                             Mode::empty(),
                         )?;
                         stack.push(fd);
@@ -292,7 +317,7 @@ pub(crate) fn remove_all(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
                 // EPERM above was not about a directory: report the original failure.
                 Some(libc::ENOTDIR | libc::ELOOP) => Err(Errno::EPERM.into()),
                 _ => Err(e),
-            }
+            };
         }
     };
     clear_dir(top, |_, _| false)?;

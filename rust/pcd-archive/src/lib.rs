@@ -42,8 +42,9 @@ pub enum WhiteoutMode {
 }
 
 /// Compression of a layer blob.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum Compression {
+    #[default]
     Uncompressed,
     Gzip,
     Zstd,
@@ -132,7 +133,7 @@ pub struct ApplyStats {
     /// `sha256:<hex>` of the uncompressed tar stream, trailing padding included.
     pub diff_id: String,
     /// The compression the blob had.
-    pub compression: Option<Compression>,
+    pub compression: Compression,
     /// Bytes of the uncompressed stream.
     pub uncompressed_size: u64,
     /// Bytes read from the blob.
@@ -195,7 +196,7 @@ pub fn apply_layer<R: Read>(
             apply::extract(&mut input, fs::Root::new(root_fd, opts.openat2), opts)?
         }
     };
-    stats.compression = Some(producer.compression());
+    stats.compression = producer.compression();
     let (diff_id, size, compressed) = producer.finish();
     stats.diff_id = diff_id;
     stats.uncompressed_size = size;

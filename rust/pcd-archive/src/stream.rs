@@ -79,7 +79,10 @@ fn classify(compression: Compression, err: io::Error) -> StreamError {
         .is_some_and(|inner| inner.is::<RawReadError>())
     {
         let kind = err.kind();
-        return match err.into_inner().map(|inner| inner.downcast::<RawReadError>()) {
+        return match err
+            .into_inner()
+            .map(|inner| inner.downcast::<RawReadError>())
+        {
             Some(Ok(raw)) => StreamError::Read(raw.0),
             _ => StreamError::Read(io::Error::from(kind)),
         };
@@ -114,7 +117,7 @@ impl<'a> Producer<'a> {
         while got < magic.len() {
             match reader.read(&mut magic[got..]) {
                 Ok(0) => break,
-                Ok(n) => got += n,
+                Ok(n) => got += n.min(magic.len() - got),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(StreamError::Read(e)),
             }
@@ -132,10 +135,8 @@ impl<'a> Producer<'a> {
                 BufReader::with_capacity(RAW_BUFFER, raw),
             )),
             Compression::Zstd => Box::new(
-                zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(
-                    RAW_BUFFER, raw,
-                ))
-                .map_err(|e| StreamError::Decode(Compression::Zstd, e))?,
+                zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(RAW_BUFFER, raw))
+                    .map_err(|e| StreamError::Decode(Compression::Zstd, e))?,
             ),
         };
         Ok(Producer {
@@ -173,18 +174,20 @@ impl<'a> Producer<'a> {
             match self.decoder.read(&mut buf[n..n + want]) {
                 Ok(0) => self.eof = true,
                 Ok(k) => {
-                    let k = k.min(want);
+                    let mut k = k.min(want);
                     if let Some(limit) = self.limit {
                         if self.total + k as u64 > limit {
-                            let keep = (limit - self.total) as usize;
-                            n += keep;
-                            self.total += keep as u64;
+                            k = (limit - self.total) as usize;
                             self.pending = Some(StreamError::Limit(limit));
-                            break;
                         }
                     }
+                    // Hashed while the bytes are still in cache.
+                    self.hasher.update(&buf[n..n + k]);
                     n += k;
                     self.total += k as u64;
+                    if self.pending.is_some() {
+                        break;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -198,7 +201,6 @@ impl<'a> Producer<'a> {
                 return Err(err);
             }
         }
-        self.hasher.update(&buf[..n]);
         Ok(n)
     }
 

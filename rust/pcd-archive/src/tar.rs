@@ -200,7 +200,10 @@ pub(crate) fn parse_numeric(field: &[u8], what: &str) -> Result<i64, TarError> {
     let mut x: i64 = 0;
     for &b in trimmed {
         if !(b'0'..=b'7').contains(&b) {
-            return invalid(format!("invalid {what} field {:?}", crate::error::display_name(field)));
+            return invalid(format!(
+                "invalid {what} field {:?}",
+                crate::error::display_name(field)
+            ));
         }
         x = match x.checked_mul(8) {
             Some(v) => v + i64::from(b - b'0'),
@@ -213,7 +216,10 @@ pub(crate) fn parse_numeric(field: &[u8], what: &str) -> Result<i64, TarError> {
 fn trim(field: &[u8]) -> &[u8] {
     let is_pad = |b: &u8| *b == b' ' || *b == 0;
     let start = field.iter().position(|b| !is_pad(b)).unwrap_or(field.len());
-    let end = field.iter().rposition(|b| !is_pad(b)).map_or(start, |e| e + 1);
+    let end = field
+        .iter()
+        .rposition(|b| !is_pad(b))
+        .map_or(start, |e| e + 1);
     &field[start..end]
 }
 
@@ -274,7 +280,10 @@ fn parse_pax_time(s: &[u8]) -> Option<Time> {
         return Some(Time { sec: secs, nsec });
     }
     if nsec == 0 {
-        Some(Time { sec: -secs, nsec: 0 })
+        Some(Time {
+            sec: -secs,
+            nsec: 0,
+        })
     } else {
         Some(Time {
             sec: -secs - 1,
@@ -341,7 +350,7 @@ impl Pending {
                 self.sparse_numblocks = Some(parse_decimal(value).ok_or_else(|| bad(key))?)
             }
             b"GNU.sparse.offset" | b"GNU.sparse.numbytes" => {
-                let want_offset = self.sparse_pairs.len() % 2 == 0;
+                let want_offset = self.sparse_pairs.len() & 1 == 0;
                 if want_offset != (key == b"GNU.sparse.offset") {
                     return Err(bad(key));
                 }
@@ -378,7 +387,10 @@ impl Pending {
                 return Err(malformed());
             }
             let record = &data[space + 1..len - 1];
-            let eq = record.iter().position(|&b| b == b'=').ok_or_else(malformed)?;
+            let eq = record
+                .iter()
+                .position(|&b| b == b'=')
+                .ok_or_else(malformed)?;
             let (key, value) = (&record[..eq], &record[eq + 1..]);
             if key.is_empty() || key.contains(&0) {
                 return Err(malformed());
@@ -678,7 +690,7 @@ impl Reader {
             } else {
                 flat.extend_from_slice(&p.sparse_pairs);
             }
-            if flat.len() % 2 != 0 {
+            if flat.len() & 1 == 1 {
                 return invalid("malformed gnu sparse map");
             }
             if let Some(n) = p.sparse_numblocks {
@@ -691,7 +703,10 @@ impl Reader {
         self.finish_sparse(map, real_size)
     }
 
-    fn read_sparse_map_1x0(&mut self, input: &mut Input<'_, '_>) -> Result<Vec<(u64, u64)>, TarError> {
+    fn read_sparse_map_1x0(
+        &mut self,
+        input: &mut Input<'_, '_>,
+    ) -> Result<Vec<(u64, u64)>, TarError> {
         let mut text: Vec<u8> = Vec::new();
         let mut newlines: u64 = 0;
         let mut block = [0u8; BLOCK];
@@ -771,7 +786,9 @@ impl Reader {
         if self.remaining == 0 {
             return Ok(&[]);
         }
-        let want = usize::try_from(self.remaining).unwrap_or(usize::MAX).min(max);
+        let want = usize::try_from(self.remaining)
+            .unwrap_or(usize::MAX)
+            .min(max);
         let s = input.take(want)?;
         self.remaining -= s.len() as u64;
         Ok(s)

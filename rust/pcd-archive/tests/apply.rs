@@ -72,28 +72,40 @@ fn lmeta(p: &Path) -> fs::Metadata {
 #[test]
 fn entry_types_and_metadata() {
     let mut w = W::new();
-    w.entry(H::new("etc/", b'5').mode(0o750).owner(10, 20).mtime(1_000), b"")
-        .entry(
-            H::new("etc/passwd", b'0').mode(0o640).owner(1234, 5678).mtime(2_000),
-            b"root:x:0:0::/root:/bin/sh\n",
-        )
-        .entry(H::new("bin/su", b'0').mode(0o4755).mtime(3_000), b"#!suid")
-        .entry(H::new("bin/sg", b'0').mode(0o2711), b"sgid")
-        .entry(H::new("tmp/", b'5').mode(0o1777).mtime(4_000), b"")
-        .entry(H::new("etc/motd", b'2').link("../usr/share/motd").owner(7, 8).mtime(5_000), b"")
-        // A hard link's header carries the inode's metadata again (and it is applied again).
-        .entry(
-            H::new("etc/passwd.link", b'1')
-                .link("etc/passwd")
-                .mode(0o640)
-                .owner(1234, 5678)
-                .mtime(2_000),
-            b"",
-        )
-        .entry(H::new("dev/null", b'3').mode(0o666).dev(1, 3), b"")
-        .entry(H::new("dev/loop0", b'4').mode(0o660).dev(7, 0), b"")
-        .entry(H::new("run/fifo", b'6').mode(0o600), b"")
-        .entry(H::new("contig", b'7'), b"contiguous is a file");
+    w.entry(
+        H::new("etc/", b'5').mode(0o750).owner(10, 20).mtime(1_000),
+        b"",
+    )
+    .entry(
+        H::new("etc/passwd", b'0')
+            .mode(0o640)
+            .owner(1234, 5678)
+            .mtime(2_000),
+        b"root:x:0:0::/root:/bin/sh\n",
+    )
+    .entry(H::new("bin/su", b'0').mode(0o4755).mtime(3_000), b"#!suid")
+    .entry(H::new("bin/sg", b'0').mode(0o2711), b"sgid")
+    .entry(H::new("tmp/", b'5').mode(0o1777).mtime(4_000), b"")
+    .entry(
+        H::new("etc/motd", b'2')
+            .link("../usr/share/motd")
+            .owner(7, 8)
+            .mtime(5_000),
+        b"",
+    )
+    // A hard link's header carries the inode's metadata again (and it is applied again).
+    .entry(
+        H::new("etc/passwd.link", b'1')
+            .link("etc/passwd")
+            .mode(0o640)
+            .owner(1234, 5678)
+            .mtime(2_000),
+        b"",
+    )
+    .entry(H::new("dev/null", b'3').mode(0o666).dev(1, 3), b"")
+    .entry(H::new("dev/loop0", b'4').mode(0o660).dev(7, 0), b"")
+    .entry(H::new("run/fifo", b'6').mode(0o600), b"")
+    .entry(H::new("contig", b'7'), b"contiguous is a file");
     let tar = w.finish();
     for o in variants(&opts()) {
         let dir = tmp();
@@ -101,13 +113,20 @@ fn entry_types_and_metadata() {
         let st = ok(&tar, root, &o);
         assert_eq!(st.entries, 11);
         assert_eq!(
-            (st.files, st.dirs, st.symlinks, st.hardlinks, st.devices, st.fifos),
+            (
+                st.files,
+                st.dirs,
+                st.symlinks,
+                st.hardlinks,
+                st.devices,
+                st.fifos
+            ),
             (4, 2, 1, 1, 2, 1)
         );
         assert_eq!(st.diff_id, sha256_hex(&tar));
         assert_eq!(st.uncompressed_size, tar.len() as u64);
         assert_eq!(st.compressed_size, tar.len() as u64);
-        assert_eq!(st.compression, Some(Compression::Uncompressed));
+        assert_eq!(st.compression, Compression::Uncompressed);
 
         let passwd = lmeta(&root.join("etc/passwd"));
         assert!(passwd.is_file());
@@ -177,7 +196,9 @@ fn same_owner_off_keeps_the_process_owner() {
 
 #[test]
 fn pax_times_and_xattrs() {
-    let cap = [1u8, 0, 0, 2, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let cap = [
+        1u8, 0, 0, 2, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
     let mut w = W::new();
     w.pax(&[
         (b"mtime", b"1700000000.123456789"),
@@ -202,14 +223,29 @@ fn pax_times_and_xattrs() {
         let md = lmeta(&ping);
         assert_eq!((md.mtime(), md.mtime_nsec()), (1_700_000_000, 123_456_789));
         assert_eq!((md.atime(), md.atime_nsec()), (1_700_000_001, 500_000_000));
-        assert_eq!(xattr(&ping, "user.comment").as_deref(), Some(&b"hello\0world"[..]));
+        assert_eq!(
+            xattr(&ping, "user.comment").as_deref(),
+            Some(&b"hello\0world"[..])
+        );
         if is_root() {
-            assert_eq!(xattr(&ping, "security.capability").as_deref(), Some(&cap[..]));
-            assert_eq!(xattr(&root.join("data/ln"), "trusted.link").as_deref(), Some(&b"l"[..]));
+            assert_eq!(
+                xattr(&ping, "security.capability").as_deref(),
+                Some(&cap[..])
+            );
+            assert_eq!(
+                xattr(&root.join("data/ln"), "trusted.link").as_deref(),
+                Some(&b"l"[..])
+            );
             // overlayfs's own attributes are never taken from a layer.
-            assert_eq!(xattr(&root.join("data/ln"), "trusted.overlay.redirect"), None);
+            assert_eq!(
+                xattr(&root.join("data/ln"), "trusted.overlay.redirect"),
+                None
+            );
         }
-        assert_eq!(xattr(&root.join("data"), "user.dir").as_deref(), Some(&b"d"[..]));
+        assert_eq!(
+            xattr(&root.join("data"), "user.dir").as_deref(),
+            Some(&b"d"[..])
+        );
     }
 }
 
@@ -268,16 +304,30 @@ fn long_names_and_links() {
         let root = dir.path();
         let st = ok(&tar, root, &o);
         assert_eq!(st.entries, 6);
-        assert_eq!(fs::read(root.join(&long_name)).ok().as_deref(), Some(&b"pax"[..]));
-        assert_eq!(fs::read(root.join(&gnu_name)).ok().as_deref(), Some(&b"gnu"[..]));
-        assert_eq!(fs::read_link(root.join("pax-link")).ok(), Some(long_target.clone().into()));
-        assert_eq!(fs::read_link(root.join("gnu-link")).ok(), Some(long_target.clone().into()));
+        assert_eq!(
+            fs::read(root.join(&long_name)).ok().as_deref(),
+            Some(&b"pax"[..])
+        );
+        assert_eq!(
+            fs::read(root.join(&gnu_name)).ok().as_deref(),
+            Some(&b"gnu"[..])
+        );
+        assert_eq!(
+            fs::read_link(root.join("pax-link")).ok(),
+            Some(long_target.clone().into())
+        );
+        assert_eq!(
+            fs::read_link(root.join("gnu-link")).ok(),
+            Some(long_target.clone().into())
+        );
         assert_eq!(
             lmeta(&root.join("gnu-hardlink")).ino(),
             lmeta(&root.join(&long_name)).ino()
         );
         assert_eq!(
-            fs::read(root.join("some/prefix/name-in-ustar-field")).ok().as_deref(),
+            fs::read(root.join("some/prefix/name-in-ustar-field"))
+                .ok()
+                .as_deref(),
             Some(&b"prefix"[..])
         );
     }
@@ -314,7 +364,11 @@ fn check_sparse(path: &Path) {
     assert_eq!(content.len(), 4 << 20);
     assert!(content == expected_sparse(), "sparse content differs");
     // Holes stay holes: far fewer blocks than the logical size.
-    assert!(lmeta(path).blocks() * 512 < 1 << 20, "{} blocks", lmeta(path).blocks());
+    assert!(
+        lmeta(path).blocks() * 512 < 1 << 20,
+        "{} blocks",
+        lmeta(path).blocks()
+    );
 }
 
 #[test]
@@ -461,7 +515,10 @@ fn whiteouts_overlay() {
         assert!(root.join("a/kept").exists());
         if is_root() {
             assert_eq!((gone.uid(), gone.gid()), (3, 4));
-            assert_eq!(xattr(&root.join("a"), "trusted.overlay.opaque").as_deref(), Some(&b"y"[..]));
+            assert_eq!(
+                xattr(&root.join("a"), "trusted.overlay.opaque").as_deref(),
+                Some(&b"y"[..])
+            );
         }
     }
 }
@@ -470,7 +527,14 @@ fn lower(root: &Path) {
     for d in ["a/sub", "b", "opq/old/deep", "opq/mixed"] {
         fs::create_dir_all(root.join(d)).ok();
     }
-    for f in ["a/file", "a/sub/x", "b/keep", "opq/f", "opq/old/deep/f", "opq/mixed/old"] {
+    for f in [
+        "a/file",
+        "a/sub/x",
+        "b/keep",
+        "opq/f",
+        "opq/old/deep/f",
+        "opq/mixed/old",
+    ] {
         fs::write(root.join(f), f).ok();
     }
 }
@@ -501,12 +565,20 @@ fn whiteouts_delete() {
         assert!(root.join("b/keep").exists());
         assert!(!root.join("missing").exists());
         let mut names: Vec<String> = fs::read_dir(root.join("opq"))
-            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
             .unwrap_or_default();
         names.sort();
         assert_eq!(names, ["after", "mixed", "new"]);
         let mut mixed: Vec<String> = fs::read_dir(root.join("opq/mixed"))
-            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
             .unwrap_or_default();
         mixed.sort();
         assert_eq!(mixed, ["new"]);
@@ -538,7 +610,10 @@ fn replacing_files_and_directories() {
         .file("then-link", b"file over symlink");
     let tar = w.finish();
     ok(&tar, root, &opts());
-    assert_eq!(fs::read(root.join("was-dir")).ok().as_deref(), Some(&b"now a file"[..]));
+    assert_eq!(
+        fs::read(root.join("was-dir")).ok().as_deref(),
+        Some(&b"now a file"[..])
+    );
     assert!(lmeta(&root.join("was-file")).is_dir());
     let merge = lmeta(&root.join("merge"));
     assert_eq!(merge.mode() & 0o777, 0o700);
@@ -546,7 +621,10 @@ fn replacing_files_and_directories() {
     assert!(root.join("merge/lower").exists());
     assert!(root.join("merge/upper").exists());
     assert!(lmeta(&root.join("was-link")).is_dir());
-    assert_eq!(fs::read(root.join("twice")).ok().as_deref(), Some(&b"second"[..]));
+    assert_eq!(
+        fs::read(root.join("twice")).ok().as_deref(),
+        Some(&b"second"[..])
+    );
     assert!(root.join("then-dir/x").exists());
     assert!(lmeta(&root.join("then-link")).is_file());
 }
@@ -557,7 +635,10 @@ fn odd_but_valid_archives() {
     // archive may end without its end-of-archive marker, and PAX global headers are ignored.
     let mut w = W::new();
     w.entry(H::new("./", b'5').mode(0o700), b"")
-        .entry(H::new("g", b'g'), &common::pax_record(b"path", b"global-ignored"))
+        .entry(
+            H::new("g", b'g'),
+            &common::pax_record(b"path", b"global-ignored"),
+        )
         .entry(H::new("v7dir/", 0).format(Format::V7), b"")
         .entry(H::new("v7dir/file", 0).format(Format::V7), b"v7");
     let tar = w.out.clone();
@@ -568,7 +649,10 @@ fn odd_but_valid_archives() {
     assert_eq!(st.entries, 3);
     assert_eq!(lmeta(root).mode(), before);
     assert!(lmeta(&root.join("v7dir")).is_dir());
-    assert_eq!(fs::read(root.join("v7dir/file")).ok().as_deref(), Some(&b"v7"[..]));
+    assert_eq!(
+        fs::read(root.join("v7dir/file")).ok().as_deref(),
+        Some(&b"v7"[..])
+    );
     assert!(!root.join("global-ignored").exists());
     // An empty stream is an empty layer.
     let st = ok(b"", tmp().path(), &opts());
@@ -580,7 +664,10 @@ fn sample_layer() -> Vec<u8> {
     let mut w = W::new();
     w.dir("usr/").dir("usr/bin/");
     for i in 0..50 {
-        w.file(&format!("usr/bin/tool{i}"), format!("tool {i}\n").repeat(i * 37).as_bytes());
+        w.file(
+            &format!("usr/bin/tool{i}"),
+            format!("tool {i}\n").repeat(i * 37).as_bytes(),
+        );
     }
     w.file("big", &vec![7u8; 3 << 20]);
     let mut tar = w.finish();
@@ -618,9 +705,14 @@ fn diff_id_for_every_compression() {
                 assert_eq!(st.diff_id, want, "{compression} {o:?}");
                 assert_eq!(st.uncompressed_size, tar.len() as u64);
                 assert_eq!(st.compressed_size, blob.len() as u64);
-                assert_eq!(st.compression, Some(*compression));
+                assert_eq!(st.compression, *compression);
                 assert_eq!(st.files, 51);
-                assert_eq!(fs::read(dir.path().join("usr/bin/tool49")).map(|d| d.len()).ok(), Some(8 * 37 * 49));
+                assert_eq!(
+                    fs::read(dir.path().join("usr/bin/tool49"))
+                        .map(|d| d.len())
+                        .ok(),
+                    Some(8 * 37 * 49)
+                );
             }
         }
     }
@@ -667,7 +759,10 @@ fn size_limit() {
         let e = err(&gz, tmp().path(), &under);
         assert_eq!(e.kind(), ErrorKind::InvalidArgument);
         let msg = e.to_string();
-        assert!(msg.contains("uncompressed size exceeds the limit of 1048576 bytes"), "{msg}");
+        assert!(
+            msg.contains("uncompressed size exceeds the limit of 1048576 bytes"),
+            "{msg}"
+        );
         assert!(msg.contains("entry \"big\""), "{msg}");
     }
 }
@@ -731,4 +826,93 @@ fn errors_name_the_entry_and_the_problem() {
     let e = err(&W::new().file("file/x", b"").finish(), dir.path(), &opts());
     assert_eq!(e.errno(), Some(libc::ENOTDIR), "{e}");
     assert_eq!(e.kind(), ErrorKind::Unknown);
+}
+
+/// An archive written by the `tar` crate (GNU headers, GNU long names) from a real tree
+/// applies back to the same tree.
+#[test]
+fn round_trip_through_the_tar_crate() {
+    let src = tmp();
+    let s = src.path();
+    let long = "x".repeat(150);
+    fs::create_dir_all(s.join("a/b").join(&long)).ok();
+    fs::write(s.join("a/b").join(&long).join("f"), b"deep").ok();
+    fs::write(s.join("a/exec"), b"#!/bin/sh\n").ok();
+    fs::set_permissions(
+        s.join("a/exec"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .ok();
+    std::os::unix::fs::symlink("exec", s.join("a/link")).ok();
+    fs::write(s.join("empty"), b"").ok();
+    let mut b = tar::Builder::new(Vec::new());
+    b.follow_symlinks(false);
+    b.append_dir_all(".", s).expect("tar");
+    let tar = b.into_inner().expect("tar");
+    let dst = tmp();
+    let st = ok(&tar, dst.path(), &opts());
+    assert_eq!(st.diff_id, sha256_hex(&tar));
+    let strip = |v: Vec<String>| -> Vec<String> {
+        // Tar keeps whole seconds; directory times differ (the source's changed while it was
+        // filled, and the archive carries them). Everything else must be equal.
+        v.into_iter()
+            .map(|l| {
+                let Some(i) = l.find(" mtime=") else { return l };
+                if l.contains(" size=0 ") {
+                    return l[..i].to_string();
+                }
+                let dot = l[i..].find('.').map_or(l.len(), |d| i + d);
+                let end = l[dot..].find(' ').map_or(l.len(), |e| dot + e);
+                format!("{}{}", &l[..dot], &l[end..])
+            })
+            .collect()
+    };
+    assert_eq!(
+        strip(common::snapshot(dst.path())),
+        strip(common::snapshot(s))
+    );
+}
+
+/// Owners come out as the archive says whatever the directory: setgid directories and
+/// directories of another group included (the chown is only skipped when it changes nothing).
+#[test]
+fn owners_in_setgid_and_foreign_group_directories() {
+    if !is_root() {
+        eprintln!("needs root: skipped");
+        return;
+    }
+    let dir = tmp();
+    let root = dir.path();
+    fs::create_dir_all(root.join("sgid")).ok();
+    std::os::unix::fs::chown(root.join("sgid"), Some(0), Some(100)).ok();
+    fs::set_permissions(
+        root.join("sgid"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o2775),
+    )
+    .ok();
+    fs::create_dir_all(root.join("grp")).ok();
+    std::os::unix::fs::chown(root.join("grp"), Some(0), Some(200)).ok();
+    let mut w = W::new();
+    w.file("sgid/root-file", b"")
+        .file("grp/root-file", b"")
+        .entry(H::new("plain/group-file", b'0').owner(0, 300), b"")
+        .entry(
+            H::new("sgid/mode-change/", b'5').mode(0o2755).owner(0, 400),
+            b"",
+        )
+        .file("sgid/mode-change/root-file", b"");
+    let tar = w.finish();
+    for o in variants(&opts()) {
+        ok(&tar, root, &o);
+        for (p, gid) in [
+            ("sgid/root-file", 0),
+            ("grp/root-file", 0),
+            ("plain/group-file", 300),
+            ("sgid/mode-change", 400),
+            ("sgid/mode-change/root-file", 0),
+        ] {
+            let md = lmeta(&root.join(p));
+            assert_eq!((md.uid(), md.gid()), (0, gid), "{p}");
+        }
+    }
 }

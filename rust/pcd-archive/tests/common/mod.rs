@@ -190,8 +190,13 @@ impl W {
         self
     }
 
-    /// A header whose size is the data's, then the data.
+    /// A header whose size is the data's, then the data; a name longer than the header's
+    /// field goes in a PAX record first.
     pub fn entry(&mut self, h: H, data: &[u8]) -> &mut Self {
+        if h.name.len() > 100 {
+            let name = h.name.clone();
+            self.pax(&[(b"path", &name)]);
+        }
         let h = h.size(data.len() as u64);
         self.header(&h).data(data)
     }
@@ -225,10 +230,7 @@ impl W {
     pub fn gnu_long(&mut self, typeflag: u8, name: &[u8]) -> &mut Self {
         let mut data = name.to_vec();
         data.push(0);
-        self.entry(
-            H::new("././@LongLink", typeflag).format(Format::Gnu),
-            &data,
-        )
+        self.entry(H::new("././@LongLink", typeflag).format(Format::Gnu), &data)
     }
 
     /// The end-of-archive marker.
@@ -245,6 +247,12 @@ impl W {
 
 pub fn gzip(data: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(data).expect("gzip");
+    enc.finish().expect("gzip")
+}
+
+pub fn gzip_best(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     enc.write_all(data).expect("gzip");
     enc.finish().expect("gzip")
 }
@@ -267,14 +275,7 @@ pub fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; 65536];
     // SAFETY: both strings are NUL-terminated and live across the call; `buf` is a writable
     // buffer of the length passed.
-    let rc = unsafe {
-        libc::lgetxattr(
-            p.as_ptr(),
-            n.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
+    let rc = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     if rc < 0 {
         return None;
     }
@@ -301,7 +302,9 @@ pub fn snapshot(dir: &Path) -> Vec<String> {
         let detail = if ft.is_symlink() {
             format!(
                 "-> {}",
-                std::fs::read_link(&p).map(|t| t.display().to_string()).unwrap_or_default()
+                std::fs::read_link(&p)
+                    .map(|t| t.display().to_string())
+                    .unwrap_or_default()
             )
         } else if ft.is_file() {
             sha256_hex(&std::fs::read(&p).unwrap_or_default())
