@@ -5,11 +5,28 @@ Every function releases the GIL for its whole call and raises ``pycontainerd.err
 
 import os
 from collections.abc import Sequence
-from typing import final
+from typing import Any, final
 
-__all__ = ["RpcServer", "__version__", "build_info"]
+__all__ = ["RpcServer", "__version__", "apply_layer", "build_info"]
 
 __version__: str
+
+def apply_layer(
+    blob_path: str,
+    root: str,
+    *,
+    whiteouts: str,
+    media_type: str | None = None,
+    max_uncompressed_size: int | None = None,
+    same_owner: bool | None = None,
+) -> dict[str, Any]:
+    """Apply a layer blob into ``root``; see :func:`pycontainerd.archive.apply_layer`.
+
+    Returns the statistics as a dict (``diff_id``, ``compression`` and the counts). Errors:
+    ``InvalidArgument`` (hostile or malformed layer, unknown whiteout mode), ``NotFound`` (blob
+    or root missing), ``NotImplemented`` (unknown media type), ``Unknown`` (system call, errno in
+    the message).
+    """
 
 def build_info() -> tuple[str, str]:
     """Return ``(version, revision)`` embedded when the module was built.

@@ -4,6 +4,8 @@
 //! whole job, and maps Rust errors to the `pycontainerd.errdefs` classes in one place.
 use pyo3::prelude::*;
 
+mod archive;
+mod errors;
 mod rpc;
 
 /// The version of the native module, which is the version of the project.
@@ -21,6 +23,7 @@ fn build_info() -> (&'static str, &'static str) {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", VERSION)?;
     m.add_function(wrap_pyfunction!(build_info, m)?)?;
+    archive::register(m)?;
     rpc::register(m)?;
     Ok(())
 }

@@ -11,6 +11,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use pcd_rpc::{Config, Event, Kind, Routes, Server};
 use pyo3::prelude::*;
+
+use crate::errors::errdefs;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyList};
 
@@ -25,18 +27,6 @@ const HALF_CLOSE: u8 = 2;
 const CANCELLED: u8 = 3;
 const WRITABLE: u8 = 4;
 const STOPPED: u8 = 5;
-
-/// A `pycontainerd.errdefs` exception of class `class` with `message`.
-fn errdefs(py: Python<'_>, class: &str, message: String) -> PyErr {
-    match py
-        .import("pycontainerd.errdefs")
-        .and_then(|m| m.getattr(class))
-        .and_then(|cls| cls.call1((message,)))
-    {
-        Ok(exc) => PyErr::from_value(exc),
-        Err(err) => err,
-    }
-}
 
 /// The errdefs class for an OS error met while starting to serve.
 fn class_of(err: &io::Error) -> &'static str {

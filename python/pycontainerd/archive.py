@@ -1,0 +1,70 @@
+"""Layer apply: containerd's ``archive.Apply`` as one native call.
+
+``apply_layer`` streams a layer blob (tar, gzip or zstd) into a directory with every path kept
+inside it, and returns what it did, the diff ID (the digest of the uncompressed stream) first.
+The work runs in Rust (crate ``rust/pcd-archive``) with the GIL released; from the daemon's event
+loop, call it through ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+from pycontainerd import _native
+
+__all__ = ["ApplyStats", "apply_layer"]
+
+
+@dataclass(frozen=True)
+class ApplyStats:
+    """What an apply did."""
+
+    #: ``sha256:<hex>`` of the uncompressed tar stream.
+    diff_id: str
+    #: ``uncompressed``, ``gzip`` or ``zstd``.
+    compression: str
+    uncompressed_size: int
+    compressed_size: int
+    entries: int
+    files: int
+    dirs: int
+    symlinks: int
+    hardlinks: int
+    devices: int
+    fifos: int
+    whiteouts: int
+    file_bytes: int
+
+
+def apply_layer(
+    blob_path: str | os.PathLike[str],
+    root: str | os.PathLike[str],
+    *,
+    whiteouts: Literal["overlay", "delete"] = "delete",
+    media_type: str | None = None,
+    max_uncompressed_size: int | None = None,
+    same_owner: bool | None = None,
+) -> ApplyStats:
+    """Apply the layer at ``blob_path`` into the existing directory ``root``.
+
+    ``whiteouts``: ``delete`` removes what a whiteout names (a root that is a full copy of the
+    parent, as the native snapshotter has); ``overlay`` writes overlayfs whiteouts (0/0 character
+    devices and the opaque xattr) for an overlay upper directory. ``media_type`` gives the
+    compression (else the magic bytes decide); ``max_uncompressed_size`` refuses larger streams
+    (decompression bombs); ``same_owner`` sets owners from the archive (default: when root).
+
+    A hostile or broken layer raises :class:`~pycontainerd.errdefs.InvalidArgument` naming the
+    entry; nothing outside ``root`` is ever touched, but ``root`` may hold part of the layer:
+    the caller removes it.
+    """
+    stats = _native.apply_layer(
+        os.fspath(blob_path),
+        os.fspath(root),
+        whiteouts=whiteouts,
+        media_type=media_type,
+        max_uncompressed_size=max_uncompressed_size,
+        same_owner=same_owner,
+    )
+    return ApplyStats(**stats)
