@@ -112,10 +112,35 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[index]
 
 
+def _gc_summary(tr: Any) -> None:
+    """benches/test_gc.py: the longest commit and read while collecting, beside before."""
+    rows = [(name, res) for name, res in RESULTS.items() if "gc_s" in res]
+    if not rows:
+        return
+    tr.section("garbage collection: longest stall of writers and readers")
+    for name, res in rows:
+        tr.write_line(
+            f"{name}: {res['gc_blobs']:,} blobs collected in {res['gc_s']:.2f}s"
+            + (f", longest lock hold {res['gc_hold_ms']:.1f}ms" if "gc_hold_ms" in res else "")
+        )
+        for op in ("commit", "read"):
+            if f"gc_{op}_stall_ms" not in res:
+                continue
+            tr.write_line(
+                f"  {op:6}  during: max {res[f'gc_{op}_stall_ms']:7.1f}ms "
+                f"p99 {res[f'gc_{op}_p99_ms']:6.1f}ms   "
+                f"before: max {res[f'gc_{op}_base_max_ms']:7.1f}ms "
+                f"p99 {res[f'gc_{op}_base_p99_ms']:6.1f}ms"
+            )
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not RESULTS:
         return
     tr = terminalreporter
+    _gc_summary(tr)
+    if not any(n in RESULTS for n in ("pycontainerd", "containerd", "curl")):
+        return
     tr.section("pycontainerd vs containerd 1.6, same machine, same run")
     if SMOKE:
         tr.write_line("smoke run (PCD_BENCH_SMOKE=1): few rounds, figures are not meaningful")

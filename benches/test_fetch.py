@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
-
 import subprocess
+import time
 from typing import Any
 
 from benches.conftest import RESULTS, SMOKE

@@ -121,6 +121,8 @@ def test_content_shared_across_namespaces(daemon: Daemon) -> None:
     _ok(daemon, "ingest", "--expected-digest", dgst, "ref", stdin=data, namespace="two")
     assert _ok(daemon, "ls", "-q", namespace="two") == f"{dgst}\n"
     assert _ctr(daemon, "get", dgst, namespace="two").stdout == data
+    # the delete in one starts a collection: two's copy is held by a root label
+    _ok(daemon, "label", dgst, "containerd.io/gc.root=test", namespace="two")
     _ok(daemon, "rm", dgst, namespace="one")
     assert _ctr(daemon, "get", dgst, namespace="two").stdout == data
 

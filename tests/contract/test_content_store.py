@@ -65,6 +65,9 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         def make(ns: str) -> Store:
             client = Client(daemon.address, namespace=ns)
             clients.append(client)
+            # as containerd's content suite: under a lease, or deletes start collections
+            # that take what the tests keep without references
+            client.lease = client.leases.create().id
             return client.content
 
         yield Backend("proxy", daemon.root / "content", make)

@@ -210,8 +210,9 @@ def test_read_ranges(client: Client, stub: content_pb2_grpc.ContentStub) -> None
 
 
 def test_list_is_batched(client: Client, stub: content_pb2_grpc.ContentStub) -> None:
-    digests = {_put(client, str(i).encode(), f"r{i}") for i in range(250)}
-    responses = list(stub.List(content_pb2.ListContentRequest(), metadata=NS))
+    with client.with_lease():  # 250 commits start a collection: the lease keeps the blobs
+        digests = {_put(client, str(i).encode(), f"r{i}") for i in range(250)}
+        responses = list(stub.List(content_pb2.ListContentRequest(), metadata=NS))
     assert [len(r.info) for r in responses] == [100, 100, 50]
     assert {i.digest for r in responses for i in r.info} == digests
 
@@ -226,8 +227,13 @@ def test_namespace_is_required(stub: content_pb2_grpc.ContentStub) -> None:
 def test_lease_header_is_accepted(stub: content_pb2_grpc.ContentStub, client: Client) -> None:
     md = (*NS, ("containerd-lease", "my-lease"))
     requests = [W(action=content_pb2.COMMIT, ref="leased", data=b"leased blob")]
+    with pytest.raises(grpc.RpcError) as info:  # the lease must exist
+        list(stub.Write(iter(requests), metadata=md))
+    assert _code(info.value) == grpc.StatusCode.NOT_FOUND
+    client.leases.create("my-lease")
     assert list(stub.Write(iter(requests), metadata=md))[-1].digest == _sha(b"leased blob")
     assert client.content.info(_sha(b"leased blob")).size == 11
+    assert [r.id for r in client.leases.list_resources("my-lease")] == [_sha(b"leased blob")]
 
 
 def test_namespace_holding_blobs_cannot_be_deleted(daemon: Daemon) -> None:
@@ -276,7 +282,8 @@ def test_killed_mid_write_resumes_after_restart(daemon: Daemon) -> None:
 
 def test_restart_keeps_blobs_labels_and_ingests(daemon: Daemon) -> None:
     with Client(daemon.address) as c:
-        with c.content.writer("kept") as w:
+        # a start collects what nothing refers to: a lease keeps the blob
+        with c.with_lease(c.leases.create("keep")), c.content.writer("kept") as w:
             w.write(b"kept blob")
             w.commit(labels={"k": "v"})
         with c.content.writer("pending") as w:

@@ -1,6 +1,6 @@
-"""``pyctr content ls|get|ingest|label|rm|active``: ctr's content commands and output.
+"""``pyctr content ls|get|fetch|ingest|label|rm|active``: ctr's content commands and output.
 
-``fetch`` and ``prune`` are not here yet: they need the registry client and garbage collection.
+``prune references`` lives in :mod:`pycontainerd.cli.prune`.
 """
 
 from __future__ import annotations
@@ -12,10 +12,14 @@ from collections.abc import Mapping, Sequence
 from typing import TextIO
 
 from pycontainerd import errdefs
-from pycontainerd.cli.common import client_from, object_with_labels
+from pycontainerd.cli import prune
+from pycontainerd.cli.common import client_from, object_with_labels, parse_labels
+from pycontainerd.cli.transfer import ProgressDisplay, add_registry_flags, resolver_from
+from pycontainerd.client.images import fetch_image, fetch_matcher
 from pycontainerd.content import Info, write_blob
 from pycontainerd.descriptor import Descriptor
 from pycontainerd.digest import validate_digest
+from pycontainerd.platforms import any_of
 
 __all__ = ["add_parser", "human_duration", "human_size", "print_tab_table"]
 
@@ -184,9 +188,37 @@ def _active(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fetch(args: argparse.Namespace) -> int:
+    ref = args.ref
+    if not ref:
+        raise errdefs.InvalidArgument("please provide an image reference to fetch")
+    if args.metadata_only:
+        matcher, all_metadata = any_of(), True
+    else:
+        matcher, all_metadata = fetch_matcher(args.platform or None, args.all_platforms), False
+    with (
+        client_from(args) as client,
+        resolver_from(args) as resolver,
+        ProgressDisplay(ref) as display,
+    ):
+        fetch_image(
+            client,
+            ref,
+            matcher=matcher,
+            limit=0,
+            all_metadata=all_metadata or args.all_metadata,
+            resolver=resolver,
+            max_concurrent_downloads=args.max_concurrent_downloads,
+            labels=parse_labels(args.label),
+            progress=None if args.debug else display,
+        )
+    return 0
+
+
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("content", help="manage content")
     cmds = p.add_subparsers(dest="subcommand", metavar="COMMAND", required=True)
+    prune.add_parser(cmds)
 
     active = cmds.add_parser(
         "active",
@@ -207,6 +239,36 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     rm.add_argument("digests", nargs="*", metavar="<digest>")
     rm.set_defaults(func=_remove)
+
+    fetch = cmds.add_parser(
+        "fetch",
+        help="fetch all content for an image into the content store",
+        description="fetch an image's content (this platform's, by default) and record the image",
+    )
+    add_registry_flags(fetch)
+    fetch.add_argument("--label", action="append", default=[], help="labels for the image")
+    fetch.add_argument(
+        "--platform", action="append", default=[], help="pull content from a specific platform"
+    )
+    fetch.add_argument(
+        "--all-platforms", action="store_true", help="pull content from all platforms"
+    )
+    fetch.add_argument(
+        "--all-metadata", action="store_true", help="pull metadata for all platforms"
+    )
+    fetch.add_argument(
+        "--metadata-only",
+        action="store_true",
+        help="pull all metadata including manifests and configs",
+    )
+    fetch.add_argument(
+        "--max-concurrent-downloads",
+        type=int,
+        default=3,
+        help="the most blobs fetched at once (default %(default)s)",
+    )
+    fetch.add_argument("ref", nargs="?", default="", metavar="<ref>")
+    fetch.set_defaults(func=_fetch)
 
     get = cmds.add_parser(
         "get", help="get the data for an object", description="write a blob to stdout"

@@ -1,6 +1,15 @@
 """The Python SDK: ``with Client(address, namespace=...) as c: ...``."""
 
 from pycontainerd.client.client import Client, PluginInfo, ServerInfo, Version
+from pycontainerd.client.leases import LeaseHandle, LeasesAPI
 from pycontainerd.client.namespaces import NamespacesAPI
 
-__all__ = ["Client", "NamespacesAPI", "PluginInfo", "ServerInfo", "Version"]
+__all__ = [
+    "Client",
+    "LeaseHandle",
+    "LeasesAPI",
+    "NamespacesAPI",
+    "PluginInfo",
+    "ServerInfo",
+    "Version",
+]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -18,8 +20,21 @@ from pycontainerd.api.containerd.services.introspection.v1 import (
 from pycontainerd.api.containerd.services.version.v1 import version_pb2_grpc
 from pycontainerd.client.connection import DEFAULT_ADDRESS, Connection
 from pycontainerd.client.content import ProxyContentStore
+from pycontainerd.client.images import (
+    ImagesAPI,
+    PlatformSpec,
+    fetch_image,
+    fetch_matcher,
+    pull_matcher,
+)
+from pycontainerd.client.leases import LeasesAPI
 from pycontainerd.client.namespaces import NamespacesAPI
+from pycontainerd.images.image import Image
+from pycontainerd.images.progress import ProgressFunc
+from pycontainerd.images.pull import DEFAULT_MAX_CONCURRENT_DOWNLOADS
+from pycontainerd.leases import Lease
 from pycontainerd.platforms import Platform
+from pycontainerd.remotes import Resolver
 
 __all__ = ["Client", "PluginInfo", "ServerInfo", "Version"]
 
@@ -79,6 +94,9 @@ class Client:
     ``with Client("/run/pycontainerd/pycontainerd.sock", namespace="default") as c:``. The
     constructor connects, and fails with :class:`~pycontainerd.errdefs.Unavailable` naming the
     address when no daemon answers within ``timeout`` seconds. ``call_timeout`` bounds each call.
+
+    ``lease``, when set (or inside :meth:`with_lease`), is sent with the client's calls:
+    the content they write belongs to that lease.
     """
 
     def __init__(
@@ -88,15 +106,19 @@ class Client:
         namespace: str = nsmod.DEFAULT,
         timeout: float = 10.0,
         call_timeout: float | None = None,
+        lease: str | None = None,
     ) -> None:
         self.address = address or DEFAULT_ADDRESS
         self.namespace = namespace
+        self.lease = lease
         self._conn = Connection(self.address, timeout=timeout)
         self._call_timeout = call_timeout
         self._version = version_pb2_grpc.VersionStub(self._conn.channel)
         self._introspection = introspection_pb2_grpc.IntrospectionStub(self._conn.channel)
         self.namespaces = NamespacesAPI(self._conn, call_timeout)
         self._content: ProxyContentStore | None = None
+        self._leases: LeasesAPI | None = None
+        self.images = ImagesAPI(self)
 
     def __enter__(self) -> Client:
         return self
@@ -117,11 +139,107 @@ class Client:
     def content(self) -> ProxyContentStore:
         """The daemon's content store in this client's namespace (a ``content.Store``)."""
         store = self._content
-        if store is None or store.namespace != self.namespace:
+        if store is None or store.namespace != self.namespace or store.lease != self.lease:
             store = self._content = ProxyContentStore(
-                self._conn, self.namespace, timeout=self._call_timeout
+                self._conn, self.namespace, timeout=self._call_timeout, lease=self.lease
             )
         return store
+
+    @property
+    def leases(self) -> LeasesAPI:
+        """The daemon's leases in this client's namespace."""
+        api = self._leases
+        if api is None or api.namespace != self.namespace:
+            api = self._leases = LeasesAPI(self._conn, self.namespace, self._call_timeout)
+        return api
+
+    @contextmanager
+    def with_lease(
+        self, lease: str | Lease | None = None, *, expire: float | timedelta = 24 * 3600
+    ) -> Iterator[str]:
+        """Make this client's calls in the block carry a lease; yields its id.
+
+        Without ``lease``, as containerd's ``Client.WithLease``: a lease expiring after
+        ``expire`` is created and deleted when the block ends, unless the client already
+        works under one, which is kept.
+        """
+        previous = self.lease
+        created: str | None = None
+        if lease is not None:
+            lease_id = lease if isinstance(lease, str) else lease.id
+        elif previous:
+            lease_id = previous
+        else:
+            lease_id = created = self.leases.create(expire=expire).id
+        self.lease = lease_id
+        try:
+            yield lease_id
+        finally:
+            self.lease = previous
+            if created is not None:
+                self.leases.delete(created)
+
+    def pull(
+        self,
+        ref: str,
+        *,
+        platform: PlatformSpec | None = None,
+        all_platforms: bool = False,
+        resolver: Resolver | None = None,
+        plain_http: bool = False,
+        max_concurrent_downloads: int = DEFAULT_MAX_CONCURRENT_DOWNLOADS,
+        labels: Mapping[str, str] | None = None,
+        progress: ProgressFunc | None = None,
+    ) -> Image:
+        """Fetch ``ref`` into the content store and record it as an image (not unpacked).
+
+        One platform (default this machine's) pulls the best matching manifest of an index;
+        several, or ``all_platforms``, every match. ``resolver`` reaches the registry (default:
+        Docker's ``config.json`` credentials, ``certs.d`` hosts, HTTPS unless ``plain_http``).
+        ``progress`` is called, from worker threads, with each
+        :class:`~pycontainerd.images.progress.Progress`.
+        """
+        matcher, limit = pull_matcher(platform, all_platforms)
+        return fetch_image(
+            self,
+            ref,
+            matcher=matcher,
+            limit=limit,
+            resolver=resolver,
+            plain_http=plain_http,
+            max_concurrent_downloads=max_concurrent_downloads,
+            labels=labels,
+            progress=progress,
+        )
+
+    def fetch(
+        self,
+        ref: str,
+        *,
+        platform: PlatformSpec | None = None,
+        all_platforms: bool = False,
+        all_metadata: bool = False,
+        resolver: Resolver | None = None,
+        plain_http: bool = False,
+        max_concurrent_downloads: int = DEFAULT_MAX_CONCURRENT_DOWNLOADS,
+        labels: Mapping[str, str] | None = None,
+        progress: ProgressFunc | None = None,
+    ) -> Image:
+        """containerd's ``Client.Fetch`` (``ctr content fetch``): every manifest matching
+        ``platform`` (default this machine's, exactly), with ``all_metadata`` the other
+        platforms' manifests and configs too; recorded as an image."""
+        return fetch_image(
+            self,
+            ref,
+            matcher=fetch_matcher(platform, all_platforms),
+            limit=0,
+            all_metadata=all_metadata,
+            resolver=resolver,
+            plain_http=plain_http,
+            max_concurrent_downloads=max_concurrent_downloads,
+            labels=labels,
+            progress=progress,
+        )
 
     @property
     def channel(self) -> grpc.Channel:
@@ -133,10 +251,15 @@ class Client:
     ) -> Resp:
         """Invoke a raw stub method in this client's namespace; errors become ``errdefs``.
 
-        ``c.call(ImagesStub(c.channel).List, ListImagesRequest())``
+        ``c.call(ImagesStub(c.channel).List, ListImagesRequest())``; the client's lease, if
+        any, goes with it.
         """
         return self._conn.call(
-            method, request, namespace=self.namespace, timeout=timeout or self._call_timeout
+            method,
+            request,
+            namespace=self.namespace,
+            lease=self.lease,
+            timeout=timeout or self._call_timeout,
         )
 
     def version(self) -> Version:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
 import grpc
 
 from pycontainerd import errdefs
+from pycontainerd.leases import LEASE_HEADER
 from pycontainerd.namespaces import NAMESPACE_HEADER
 
 __all__ = ["DEFAULT_ADDRESS", "Connection", "socket_path"]
@@ -78,14 +79,21 @@ class Connection:
         request: Any,
         *,
         namespace: str | None = None,
+        lease: str | None = None,
         timeout: float | None = None,
     ) -> Resp:
-        """Invoke a unary stub method; status codes become ``errdefs`` exceptions."""
-        metadata: Sequence[tuple[str, str]] = (
-            ((NAMESPACE_HEADER, namespace),) if namespace is not None else ()
-        )
+        """Invoke a unary stub method; status codes become ``errdefs`` exceptions.
+
+        ``namespace`` and ``lease`` travel as the ``containerd-namespace`` and
+        ``containerd-lease`` headers.
+        """
+        metadata: list[tuple[str, str]] = []
+        if namespace is not None:
+            metadata.append((NAMESPACE_HEADER, namespace))
+        if lease:
+            metadata.append((LEASE_HEADER, lease))
         try:
-            return method(request, metadata=metadata, timeout=timeout)
+            return method(request, metadata=tuple(metadata), timeout=timeout)
         except grpc.RpcError as exc:
             raise self.error(exc) from None
 

@@ -8,9 +8,11 @@ from pycontainerd.daemon.services import (
     health,
     images,
     introspection,
+    leases,
     namespaces,
     version,
 )
+from pycontainerd.gc import scheduler as gc_scheduler
 from pycontainerd.metadata import plugin as metadata
 from pycontainerd.plugin import Registration
 
@@ -19,8 +21,11 @@ __all__ = ["REGISTRATIONS"]
 REGISTRATIONS: tuple[Registration, ...] = (
     metadata.registration,
     content_plugin.registration,
+    gc_scheduler.registration,
     content.service_registration,
+    leases.service_registration,
     content.registration,
+    leases.registration,
     version.registration,
     namespaces.registration,
     images.registration,

@@ -2,7 +2,9 @@
 
 from pycontainerd.metadata.content import ContentStore, NamespacedContentStore
 from pycontainerd.metadata.db import DB, SCHEMA_VERSION
+from pycontainerd.metadata.gc import GarbageCollector, GCStats
 from pycontainerd.metadata.images import Image, ImageStore
+from pycontainerd.metadata.leases import LeaseStore, NamespacedLeases
 from pycontainerd.metadata.namespaces import NamespaceStore
 from pycontainerd.namespaces import Namespace
 
@@ -10,9 +12,13 @@ __all__ = [
     "DB",
     "SCHEMA_VERSION",
     "ContentStore",
+    "GCStats",
+    "GarbageCollector",
     "Image",
     "ImageStore",
+    "LeaseStore",
     "Namespace",
     "NamespaceStore",
     "NamespacedContentStore",
+    "NamespacedLeases",
 ]

@@ -16,8 +16,11 @@ containerd's), are swept by garbage collection, which holds :meth:`ContentStore.
 while it does: commits, deletes and aborts hold the shared side, so a blob linked into the
 backend is never swept before its record is written.
 
-A call may name a lease (the ``containerd-lease`` header); the store keeps it with the
-namespace, ready for the Leases service to take the objects it writes.
+A call may name a lease (the ``containerd-lease`` header), which must exist in the namespace:
+as containerd's, an ingest started under it belongs to it (and does not expire on its own), a
+blob committed under it moves from the ingest to the lease, and a writer refused because the
+blob is already here still adds the blob to the lease. Deleting a blob or aborting an ingest
+drops it from the call's lease. A deletion marks the database dirty for the collector.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -38,7 +42,9 @@ from pycontainerd.content.adaptor import adapt_info, adapt_status
 from pycontainerd.content.local import validate_ref
 from pycontainerd.descriptor import Descriptor
 from pycontainerd.digest import validate_digest
+from pycontainerd.leases import RESOURCE_CONTENT, RESOURCE_INGESTS
 from pycontainerd.metadata.db import DB, NAMESPACED_TABLES
+from pycontainerd.metadata.leases import add_resource_tx, remove_resource_tx
 from pycontainerd.metadata.namespaces import ensure_namespace
 
 __all__ = ["INGEST_EXPIRY", "ContentStore", "NamespacedContentStore", "NamespacedWriter"]
@@ -60,18 +66,38 @@ def _digest_of(desc: Descriptor | str) -> str:
 
 
 class _SharedLock:
-    """Many holders of the shared side, or one of the exclusive side."""
+    """Many holders of the shared side, or one of the exclusive side, fairly.
+
+    A waiting exclusive holder goes before shared holders that come after it, so a steady
+    stream of commits cannot starve the garbage collector; and the shared holders that waited
+    through an exclusive hold go before the next one, so a collector taking the lock batch
+    after batch cannot starve the commits. The shared side is not reentrant.
+    """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._shared = 0
         self._exclusive = False
+        self._waiting = 0  # exclusive holders waiting
+        self._queued = 0  # shared holders waiting
+        self._admit = 0  # shared holders let in by the last exclusive release, not in yet
+        self._releases = 0
 
     @contextmanager
     def shared(self) -> Iterator[None]:
         with self._cond:
-            while self._exclusive:
-                self._cond.wait()
+            if self._exclusive or self._waiting:
+                seen = self._releases
+                self._queued += 1
+                try:
+                    while self._exclusive or self._waiting:
+                        self._cond.wait()
+                finally:
+                    self._queued -= 1
+                    if self._releases != seen and self._admit:
+                        self._admit -= 1
+                        if not self._admit:
+                            self._cond.notify_all()
             self._shared += 1
         try:
             yield
@@ -84,14 +110,20 @@ class _SharedLock:
     @contextmanager
     def exclusive(self) -> Iterator[None]:
         with self._cond:
-            while self._exclusive or self._shared:
-                self._cond.wait()
+            self._waiting += 1
+            try:
+                while self._exclusive or self._shared or self._admit:
+                    self._cond.wait()
+            finally:
+                self._waiting -= 1
             self._exclusive = True
         try:
             yield
         finally:
             with self._cond:
                 self._exclusive = False
+                self._releases += 1
+                self._admit = self._queued
                 self._cond.notify_all()
 
 
@@ -220,6 +252,9 @@ class NamespacedContentStore:
             )
             if cur.rowcount == 0:
                 raise errdefs.NotFound(f"content digest {dgst}: not found")
+            if self.lease:
+                remove_resource_tx(tx, self.namespace, self.lease, RESOURCE_CONTENT, dgst)
+            self._db.mark_dirty("content")
 
     # --- Provider ------------------------------------------------------------------------
 
@@ -273,6 +308,8 @@ class NamespacedContentStore:
                     "DELETE FROM ingests WHERE namespace = ? AND ref = ? RETURNING bref",
                     (self.namespace, ref),
                 ).fetchone()
+                if row is not None and self.lease:
+                    remove_resource_tx(tx, self.namespace, self.lease, RESOURCE_INGESTS, ref)
             if row is None:
                 raise errdefs.NotFound(f"ingest ref {_quote(ref)}: not found")
             # not found: a shared ingest that wrote nothing, or one that never started
@@ -287,18 +324,27 @@ class NamespacedContentStore:
         if desc.digest:
             validate_digest(desc.digest)
         ns = self.namespace
+        lease = self.lease
         with self._store._shared():
             shared = False
+            exists = False
+            bref = ""
             with self._db.update() as tx:
                 ensure_namespace(tx, ns)
                 if desc.digest:
-                    exists = tx.execute(
-                        "SELECT 1 FROM blobs WHERE namespace = ? AND digest = ?",
-                        (ns, desc.digest),
-                    ).fetchone()
-                    if exists is not None:
-                        raise errdefs.AlreadyExists(f"content {desc.digest}: already exists")
-                    if self._store.shared:
+                    exists = (
+                        tx.execute(
+                            "SELECT 1 FROM blobs WHERE namespace = ? AND digest = ?",
+                            (ns, desc.digest),
+                        ).fetchone()
+                        is not None
+                    )
+                    if exists:
+                        # the lease still takes the blob, so that another reference going
+                        # away does not lose it while the lease's work goes on
+                        if lease:
+                            add_resource_tx(tx, ns, lease, RESOURCE_CONTENT, desc.digest)
+                    elif self._store.shared:
                         try:
                             held = self._backend.info(desc.digest)
                         except errdefs.NotFound:
@@ -308,17 +354,10 @@ class NamespacedContentStore:
                             if desc.size <= 0 or desc.size == held.size:
                                 shared = True
                                 desc = Descriptor(desc.media_type, desc.digest, held.size)
-                row = tx.execute(
-                    "SELECT bref FROM ingests WHERE namespace = ? AND ref = ?", (ns, ref)
-                ).fetchone()
-                bref = str(row[0]) if row is not None else f"{ns}/{secrets.token_hex(8)}/{ref}"
-                expires = time.time_ns() + INGEST_EXPIRY
-                tx.execute(
-                    "INSERT INTO ingests (namespace, ref, bref, expected, expires_at) "
-                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (namespace, ref) DO UPDATE SET "
-                    "expected = excluded.expected, expires_at = excluded.expires_at",
-                    (ns, ref, bref, desc.digest if shared else "", expires),
-                )
+                if not exists:
+                    bref = self._record_ingest(tx, ref, desc.digest if shared else "")
+            if exists:
+                raise errdefs.AlreadyExists(f"content {desc.digest}: already exists")
             backend_writer: Writer | None = None
             if not shared:
                 # Not the expected digest: the content must be committed in this namespace
@@ -328,6 +367,30 @@ class NamespacedContentStore:
                         bref, desc=Descriptor(desc.media_type, "", desc.size)
                     )
         return NamespacedWriter(self, ref, bref, desc, backend_writer)
+
+    def _record_ingest(self, tx: sqlite3.Connection, ref: str, expected: str) -> str:
+        """Record (or refresh) the ingest ``ref`` in ``tx``; its backend ref.
+
+        Under a lease the ingest lives as long as the lease holds it; otherwise it expires
+        :data:`INGEST_EXPIRY` after this opening.
+        """
+        ns = self.namespace
+        row = tx.execute(
+            "SELECT bref FROM ingests WHERE namespace = ? AND ref = ?", (ns, ref)
+        ).fetchone()
+        bref = str(row[0]) if row is not None else f"{ns}/{secrets.token_hex(8)}/{ref}"
+        expires: int | None = None
+        if self.lease:
+            add_resource_tx(tx, ns, self.lease, RESOURCE_INGESTS, ref)
+        else:
+            expires = time.time_ns() + INGEST_EXPIRY
+        tx.execute(
+            "INSERT INTO ingests (namespace, ref, bref, expected, expires_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (namespace, ref) DO UPDATE SET "
+            "expected = excluded.expected, expires_at = excluded.expires_at",
+            (ns, ref, bref, expected, expires),
+        )
+        return bref
 
     def _forget_ingest(self, ref: str, bref: str) -> None:
         """Drop the record of an ingest whose backend data is gone (a failed commit)."""
@@ -480,6 +543,9 @@ class NamespacedWriter:
                 tx.execute(
                     "DELETE FROM ingests WHERE namespace = ? AND ref = ?", (store.namespace, ref)
                 )
+                if store.lease:
+                    remove_resource_tx(tx, store.namespace, store.lease, RESOURCE_INGESTS, ref)
+                    add_resource_tx(tx, store.namespace, store.lease, RESOURCE_CONTENT, actual)
         if cur.rowcount == 0:
             raise errdefs.AlreadyExists(f"content {actual}: already exists")
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator
+import urllib.parse
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
@@ -30,7 +31,12 @@ class DB:
 
     ``update()`` runs a write transaction (``BEGIN IMMEDIATE``; rolled back on any exception),
     ``view()`` a read. Calls are serialized by a lock, so the object may be shared between the
-    daemon's event loop and worker threads.
+    daemon's event loop and worker threads. ``snapshot()`` is a read on a connection of its own,
+    outside that lock, for long reads (the garbage collector's mark) that must not stall others.
+
+    As containerd's ``metadata.DB``, it counts deletions (``mark_dirty``, called by the stores
+    inside the transaction that removes a reference) and tells every mutation callback, after
+    each committed write, whether any deletion is pending collection.
     """
 
     def __init__(self, path: Path) -> None:
@@ -44,6 +50,11 @@ class DB:
             raise errdefs.Unavailable(f"open metadata database {path}: {exc}") from exc
         self._conn = conn
         self._lock = threading.RLock()
+        self._reader: sqlite3.Connection | None = None
+        self._reader_lock = threading.Lock()
+        self._dirty = 0
+        self._dirty_stores: set[str] = set()
+        self._callbacks: list[Callable[[bool], None]] = []
         try:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode != "wal":
@@ -82,7 +93,10 @@ class DB:
 
     @contextmanager
     def update(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction: committed when the block ends, rolled back if it raises."""
+        """A write transaction: committed when the block ends, rolled back if it raises.
+
+        Mutation callbacks run after the commit, outside the lock.
+        """
         with self._lock:
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
@@ -92,6 +106,71 @@ class DB:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+            dirty = self._dirty > 0
+            callbacks = tuple(self._callbacks)
+        for fn in callbacks:
+            try:
+                fn(dirty)
+            except Exception:
+                log.exception("metadata mutation callback failed")
+
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction on a second, read-only connection, holding no lock of ``update``.
+
+        It sees the database as committed when the block began, while writes go on (WAL).
+        One snapshot at a time; the connection must be used from the calling thread only.
+        """
+        with self._reader_lock:
+            conn = self._reader
+            if conn is None:
+                try:
+                    conn = sqlite3.connect(
+                        f"file:{urllib.parse.quote(str(self.path))}?mode=ro",
+                        uri=True,
+                        isolation_level=None,
+                        check_same_thread=False,
+                        timeout=30.0,
+                    )
+                except sqlite3.Error as exc:
+                    raise errdefs.Unavailable(
+                        f"open metadata database {self.path} for reading: {exc}"
+                    ) from exc
+                self._reader = conn
+            conn.execute("BEGIN DEFERRED")
+            try:
+                # A deferred read begins at its first read: take the snapshot now.
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                yield conn
+            finally:
+                conn.execute("ROLLBACK")
+
+    # --- garbage collection bookkeeping (containerd's dirty flags) -----------------------
+
+    def mark_dirty(self, *stores: str) -> None:
+        """Count a deletion that may leave garbage; ``stores`` names backends to clean
+        (``content``, ``snapshots/<name>``). Call it inside the deleting transaction."""
+        with self._lock:
+            self._dirty += 1
+            self._dirty_stores.update(stores)
+
+    def take_dirty(self) -> tuple[int, set[str]]:
+        """The deletions counted and the stores marked since the last call; resets both."""
+        with self._lock:
+            dirty, stores = self._dirty, self._dirty_stores
+            self._dirty, self._dirty_stores = 0, set()
+            return dirty, stores
+
+    @property
+    def dirty(self) -> int:
+        """Deletions counted since the garbage collector last took them."""
+        return self._dirty
+
+    def register_mutation_callback(self, fn: Callable[[bool], None]) -> None:
+        """Call ``fn(dirty)`` after every committed write (containerd's
+        ``RegisterMutationCallback``); ``dirty`` says whether deletions await collection."""
+        with self._lock:
+            self._callbacks.append(fn)
 
     @contextmanager
     def view(self) -> Iterator[sqlite3.Connection]:
@@ -105,6 +184,10 @@ class DB:
                 conn.execute("ROLLBACK")
 
     def close(self) -> None:
+        with self._reader_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
         with self._lock:
             self._conn.close()
 

@@ -5,28 +5,18 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 from pycontainerd import errdefs, fieldpath, filters
 from pycontainerd.descriptor import Descriptor
+from pycontainerd.images.image import Image
 from pycontainerd.metadata.db import DB, NAMESPACED_TABLES
 from pycontainerd.metadata.namespaces import ensure_namespace
 
 __all__ = ["Image", "ImageStore"]
 
 NAMESPACED_TABLES["images"] = "images"
-
-
-@dataclass(frozen=True)
-class Image:
-    """containerd's ``images.Image``; times are nanoseconds since the epoch (UTC)."""
-
-    name: str
-    target: Descriptor
-    labels: Mapping[str, str] = field(default_factory=dict)
-    created_at: int = 0
-    updated_at: int = 0
 
 
 def _row_to_image(row: sqlite3.Row | tuple[object, ...]) -> Image:
@@ -152,6 +142,7 @@ class ImageStore:
             )
             if cur.rowcount == 0:
                 raise errdefs.NotFound(f'image "{name}": not found')
+            self._db.mark_dirty()  # its content may now be garbage
 
     @staticmethod
     def _write(tx: sqlite3.Connection, namespace: str, image: Image, *, insert: bool) -> None:

@@ -62,4 +62,23 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         PRIMARY KEY (namespace, ref)
     ) WITHOUT ROWID;
     """,
+    # 4: leases and the resources each holds (content, ingests, snapshots/<snapshotter>).
+    """
+    CREATE TABLE leases (
+        namespace  TEXT NOT NULL REFERENCES namespaces(name) ON DELETE CASCADE,
+        id         TEXT NOT NULL,
+        labels     TEXT NOT NULL DEFAULT '{}',
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (namespace, id)
+    ) WITHOUT ROWID;
+    CREATE TABLE lease_resources (
+        namespace TEXT NOT NULL,
+        lease     TEXT NOT NULL,
+        type      TEXT NOT NULL,
+        id        TEXT NOT NULL,
+        PRIMARY KEY (namespace, lease, type, id),
+        FOREIGN KEY (namespace, lease) REFERENCES leases(namespace, id) ON DELETE CASCADE
+    ) WITHOUT ROWID;
+    CREATE INDEX lease_resources_by_resource ON lease_resources (namespace, type, id);
+    """,
 )

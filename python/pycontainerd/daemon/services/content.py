@@ -27,7 +27,9 @@ from pycontainerd.daemon.rpc import AbortError, RPCServer, ServicerContext
 from pycontainerd.daemon.services.base import namespace_of
 from pycontainerd.descriptor import Descriptor
 from pycontainerd.errdefs import Code
+from pycontainerd.gc.scheduler import gc_scheduler
 from pycontainerd.metadata import DB, ContentStore, NamespacedContentStore
+from pycontainerd.metadata.gc import GarbageCollector
 from pycontainerd.plugin import InitContext, Registration, Type
 
 __all__ = [
@@ -324,6 +326,10 @@ def _init_store(ic: InitContext) -> ContentStore:
     assert isinstance(db, DB)
     store = ContentStore(db, cast(Store, ic.get(Type.CONTENT)))
     ic.meta.exports["policy"] = "shared" if store.shared else "isolated"
+    # the collector cleans the backend of what no namespace records any more
+    gc = gc_scheduler(ic)
+    if gc is not None and isinstance(gc.collector, GarbageCollector):
+        gc.collector.add_content_store(store)
     return store
 
 
@@ -337,7 +343,7 @@ service_registration = Registration(
     type=Type.SERVICE,
     id="content-service",
     init=_init_store,
-    requires=(Type.METADATA, Type.CONTENT),
+    requires=(Type.METADATA, Type.CONTENT, Type.GC),
 )
 
 registration = Registration(type=Type.GRPC, id="content", init=_init, requires=(Type.SERVICE,))

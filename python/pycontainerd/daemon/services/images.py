@@ -1,14 +1,20 @@
-"""``containerd.services.images.v1.Images``: image records in the caller's namespace."""
+"""``containerd.services.images.v1.Images``: image records in the caller's namespace.
+
+A ``sync`` delete waits for the garbage collector, so the image's content is gone when it
+returns (unless something else holds it).
+"""
 
 from __future__ import annotations
 
 from google.protobuf import empty_pb2, timestamp_pb2
 
+from pycontainerd import errdefs
 from pycontainerd.api.containerd.services.images.v1 import images_pb2
 from pycontainerd.api.containerd.types import descriptor_pb2
 from pycontainerd.daemon.rpc import RPCServer, ServicerContext
 from pycontainerd.daemon.services.base import namespace_of
 from pycontainerd.descriptor import Descriptor
+from pycontainerd.gc.scheduler import Scheduler, gc_scheduler
 from pycontainerd.metadata import DB, Image, ImageStore
 from pycontainerd.plugin import InitContext, Registration, Type
 
@@ -48,8 +54,9 @@ def image_from_proto(image: images_pb2.Image) -> Image:
 class ImagesService:
     """Images over the metadata store."""
 
-    def __init__(self, store: ImageStore) -> None:
+    def __init__(self, store: ImageStore, gc: Scheduler | None = None) -> None:
         self._store = store
+        self._gc = gc
 
     def register(self, server: RPCServer) -> None:
         server.add_service(images_pb2.DESCRIPTOR.services_by_name["Images"], self)
@@ -83,13 +90,21 @@ class ImagesService:
         self, request: images_pb2.DeleteImageRequest, context: ServicerContext
     ) -> empty_pb2.Empty:
         self._store.delete(namespace_of(context), request.name)
+        if request.sync:
+            if self._gc is None:
+                raise errdefs.FailedPrecondition(
+                    f'delete image "{request.name}": no garbage collector to wait for'
+                )
+            await self._gc.schedule_and_wait_async()
         return empty_pb2.Empty()
 
 
 def _init(ic: InitContext) -> ImagesService:
     db = ic.get(Type.METADATA)
     assert isinstance(db, DB)
-    return ImagesService(ImageStore(db))
+    return ImagesService(ImageStore(db), gc_scheduler(ic))
 
 
-registration = Registration(type=Type.GRPC, id="images", init=_init, requires=(Type.METADATA,))
+registration = Registration(
+    type=Type.GRPC, id="images", init=_init, requires=(Type.METADATA, Type.GC)
+)
