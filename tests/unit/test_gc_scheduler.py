@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -292,3 +293,31 @@ def test_plugins_wire_up(tmp_path: Path) -> None:
             close = getattr(p.instance, "close", None)
             if callable(close):
                 close()
+
+
+def test_a_cancelled_waiter_does_not_stop_the_scheduler(
+    make: Callable[..., tuple[Scheduler, FakeCollector]],
+) -> None:
+    s, c = make(startup_delay="0s")
+    c.seconds = 0.2
+    fut = s.schedule()
+    assert c.ran.wait(5)
+    assert fut.cancel() or fut.done()
+    c.seconds = 0.001
+    assert s.schedule_and_wait(5).elapsed() == 0.001
+
+
+def test_a_cancelled_async_call_does_not_stop_the_scheduler(
+    make: Callable[..., tuple[Scheduler, FakeCollector]],
+) -> None:
+    s, c = make(startup_delay="0s")
+    c.seconds = 0.2
+
+    async def impatient() -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(s.schedule_and_wait_async(), 0.05)
+
+    asyncio.run(impatient())
+    c.seconds = 0.001
+    assert s.schedule_and_wait(5).elapsed() in (0.001, 0.2)
+    assert s.schedule_and_wait(5).elapsed() == 0.001

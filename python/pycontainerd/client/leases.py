@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from pycontainerd import errdefs
 from pycontainerd.api.containerd.services.leases.v1 import leases_pb2, leases_pb2_grpc
 from pycontainerd.client.content import ProxyContentStore
-from pycontainerd.leases import LABEL_GC_FLAT, Lease, Resource, expiration_labels
+from pycontainerd.leases import LABEL_GC_FLAT, Lease, Manager, Resource, expiration_labels
 
 if TYPE_CHECKING:
     from pycontainerd.client.connection import Connection
@@ -176,3 +176,9 @@ def _quote_filter(value: str) -> str:
     """A filter value, quoted as containerd's filter syntax reads it."""
     escaped = value.replace("\\", "\\\\").replace('"', '\\"')
     return f'"{escaped}"'
+
+
+if TYPE_CHECKING:
+
+    def _is_a_manager(api: LeasesAPI) -> Manager:  # mypy checks LeasesAPI against the Protocol
+        return api

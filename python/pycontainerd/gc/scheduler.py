@@ -103,8 +103,7 @@ class Scheduler:
         with self._waiters_lock:
             waiters, self._waiters = self._waiters, []
         for w in waiters:
-            if not w.done():
-                w.set_exception(errdefs.Unavailable("garbage collection: the scheduler stopped"))
+            _settle(w, errdefs.Unavailable("garbage collection: the scheduler stopped"))
 
     # --- requests ------------------------------------------------------------------------
 
@@ -202,7 +201,7 @@ class Scheduler:
                 last = done
                 err = exc if isinstance(exc, errdefs.ContainerdError) else None
                 for w in waiters:
-                    w.set_exception(err or errdefs.Unknown(f"garbage collection failed: {exc}"))
+                    _settle(w, err or errdefs.Unknown(f"garbage collection failed: {exc}"))
                 continue
             last = time.monotonic()
             self.collections += 1
@@ -214,7 +213,18 @@ class Scheduler:
             log.debug("garbage collected in %.1fms", stats.elapsed() * 1e3)
             next_at = last + interval
             for w in waiters:
-                w.set_result(stats)
+                _settle(w, stats)
+
+
+def _settle(fut: concurrent.futures.Future[Stats], outcome: Stats | BaseException) -> None:
+    """Give a waiter its outcome, unless it stopped waiting (a cancelled call)."""
+    try:
+        if isinstance(outcome, BaseException):
+            fut.set_exception(outcome)
+        else:
+            fut.set_result(outcome)
+    except concurrent.futures.InvalidStateError:
+        pass
 
 
 def gc_scheduler(ic: InitContext) -> Scheduler | None:

@@ -90,7 +90,7 @@ class _SharedLock:
                 seen = self._releases
                 self._queued += 1
                 try:
-                    while self._exclusive or self._waiting:
+                    while self._exclusive or (self._waiting and self._releases == seen):
                         self._cond.wait()
                 finally:
                     self._queued -= 1

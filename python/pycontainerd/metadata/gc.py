@@ -366,7 +366,7 @@ class GCStats:
             self.removed[what] = self.removed.get(what, 0) + n
 
 
-_NAMES: Final = {
+_NAMES: Final[dict[int, str]] = {
     ResourceType.CONTENT: "content",
     ResourceType.INGEST: "ingests",
     ResourceType.LEASE: "leases",
@@ -555,7 +555,7 @@ class GarbageCollector:
                 for src, nodes in batch.items():
                     dirty |= src.remove(tx, nodes)
                     for n in nodes:
-                        stats.count(_NAMES.get(ResourceType(n.type), "other"))
+                        stats.count(_NAMES.get(n.type, "other"))
                 stats.longest_hold = max(stats.longest_hold, time.perf_counter() - held)
         return dirty
 

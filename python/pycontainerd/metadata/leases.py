@@ -20,11 +20,12 @@ import json
 import sqlite3
 import time
 from collections.abc import Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pycontainerd import errdefs, fieldpath, filters
 from pycontainerd.leases import (
     Lease,
+    Manager,
     Resource,
     adapt_lease,
     parse_resource,
@@ -216,3 +217,9 @@ class NamespacedLeases:
 
     def list_resources(self, id: str) -> builtins.list[Resource]:
         return self._store.list_resources(self.namespace, id)
+
+
+if TYPE_CHECKING:
+
+    def _is_a_manager(leases: NamespacedLeases) -> Manager:  # checked against the Protocol
+        return leases
