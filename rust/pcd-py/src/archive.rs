@@ -41,7 +41,10 @@ fn apply_layer<'py>(
             errdefs(
                 py,
                 "NotImplemented",
-                format!("apply layer {}: unsupported media type {media_type}", blob_path.display()),
+                format!(
+                    "apply layer {}: unsupported media type {media_type}",
+                    blob_path.display()
+                ),
             )
         })?);
     }
