@@ -151,6 +151,13 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         ("version_ctr_p50_ms", "Version p50, ctr process (ms)", "{:.1f}"),
         ("version_ctr_p99_ms", "Version p99, ctr process (ms)", "{:.1f}"),
         ("fetch_mb_s", "blob fetch from loopback registry (MB/s)", "{:.0f}"),
+        ("pull_wall_s", "cold content pull, wall (s)", "{:.2f}"),
+        ("pull_mb_s", "cold content pull (MB/s)", "{:.0f}"),
+        ("pull_daemon_cpu_s", "cold content pull, daemon CPU (s)", "{:.2f}"),
+        ("pull_daemon_cpu_per_gb", "cold content pull, daemon CPU (s/GB)", "{:.2f}"),
+        ("pull_client_cpu_s", "cold content pull, client CPU (s)", "{:.2f}"),
+        ("pull_api_wall_s", "cold pull by Client.fetch, wall (s)", "{:.2f}"),
+        ("pull_api_mb_s", "cold pull by Client.fetch (MB/s)", "{:.0f}"),
     ]
     names = [n for n in ("pycontainerd", "containerd", "curl") if n in RESULTS]
     tr.write_line(f"{'metric':36}" + "".join(f"{n:>16}" for n in names) + f"{'ratio':>10}")
@@ -163,3 +170,12 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         if len(values) >= 2 and values[0] and values[1]:
             ratio = f"{values[0] / values[1]:.2f}x"  # type: ignore[operator]
         tr.write_line(f"{label:36}{cells}{ratio:>10}")
+    ours, theirs = RESULTS.get("pycontainerd", {}), RESULTS.get("containerd", {})
+    if "pull_mb_s" in ours and "pull_mb_s" in theirs and not SMOKE:
+        speed = ours["pull_mb_s"] / theirs["pull_mb_s"]
+        cpu = ours["pull_daemon_cpu_per_gb"] / theirs["pull_daemon_cpu_per_gb"]
+        met = "met" if speed >= 1.0 and cpu <= 1.5 else "NOT met"
+        tr.write_line(
+            f"pull goal (issue 3: speed >= 1x containerd's, daemon CPU/MB <= 1.5x): {met} "
+            f"(speed {speed:.2f}x, CPU/MB {cpu:.2f}x)"
+        )
