@@ -14,8 +14,9 @@ import pytest
 
 from pycontainerd import errdefs
 from pycontainerd.content import Info, read_blob
-from pycontainerd.content.local import LocalStore, _go_duration, _go_time
+from pycontainerd.content.local import LocalStore, _go_time
 from pycontainerd.descriptor import Descriptor
+from pycontainerd.durations import format_duration
 
 
 def _sha(data: bytes) -> str:
@@ -247,7 +248,7 @@ def test_status_refs(store: LocalStore) -> None:
     ],
 )
 def test_go_duration(ns: int, text: str) -> None:
-    assert _go_duration(ns) == text
+    assert format_duration(ns) == text
 
 
 def test_go_time() -> None:

@@ -50,6 +50,7 @@ from pycontainerd.content import Info, Status, Store, WalkFunc
 from pycontainerd.content.adaptor import adapt_info, adapt_status
 from pycontainerd.descriptor import Descriptor
 from pycontainerd.digest import ALGORITHMS, CANONICAL, is_digest, validate_digest
+from pycontainerd.durations import format_duration
 
 __all__ = ["LocalReaderAt", "LocalStore", "LocalWriter", "validate_ref"]
 
@@ -87,40 +88,6 @@ def validate_ref(ref: str) -> None:
         )
 
 
-def _go_duration(ns: int) -> str:
-    """Go's ``time.Duration.String``: ``1.5s``, ``250ms``, ``3m2.5s``."""
-    if ns == 0:
-        return "0s"
-    sign, u = ("-", -ns) if ns < 0 else ("", ns)
-
-    def frac(value: int, prec: int) -> tuple[str, int]:
-        digits = ""
-        printed = False
-        for _ in range(prec):
-            digit = value % 10
-            printed = printed or digit != 0
-            if printed:
-                digits = str(digit) + digits
-            value //= 10
-        return ("." + digits if printed else ""), value
-
-    if u < 1_000_000_000:
-        if u < 1_000:
-            return f"{sign}{u}ns"
-        prec, unit = (3, "µs") if u < 1_000_000 else (6, "ms")
-        fraction, whole = frac(u, prec)
-        return f"{sign}{whole}{fraction}{unit}"
-    fraction, secs = frac(u, 9)
-    out = f"{secs % 60}{fraction}s"
-    minutes = secs // 60
-    if minutes:
-        out = f"{minutes % 60}m{out}"
-        hours = minutes // 60
-        if hours:
-            out = f"{hours}h{out}"
-    return sign + out
-
-
 def _go_time(ns: int) -> str:
     """A time as Go prints a ``time.Time`` in UTC."""
     t = datetime.fromtimestamp(ns // 1_000_000_000, UTC)
@@ -134,7 +101,7 @@ def _try_lock(key: tuple[str, str]) -> None:
         if since is not None:
             now = time.time_ns()
             raise errdefs.Unavailable(
-                f"ref {key[1]} locked for {_go_duration(now - since)} (since {_go_time(since)})"
+                f"ref {key[1]} locked for {format_duration(now - since)} (since {_go_time(since)})"
             )
         _locks[key] = time.time_ns()
 
