@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import empty_pb2
+from google.protobuf.message import Message
 
 from pycontainerd import namespaces as nsmod
 from pycontainerd.api.containerd.services.introspection.v1 import (
@@ -20,6 +21,7 @@ from pycontainerd.api.containerd.services.introspection.v1 import (
 from pycontainerd.api.containerd.services.version.v1 import version_pb2_grpc
 from pycontainerd.client.connection import DEFAULT_ADDRESS, Connection
 from pycontainerd.client.content import ProxyContentStore
+from pycontainerd.client.events import EventsAPI, EventStream
 from pycontainerd.client.images import (
     ImagesAPI,
     PlatformSpec,
@@ -29,6 +31,7 @@ from pycontainerd.client.images import (
 )
 from pycontainerd.client.leases import LeasesAPI
 from pycontainerd.client.namespaces import NamespacesAPI
+from pycontainerd.events import Envelope
 from pycontainerd.images.image import Image
 from pycontainerd.images.progress import ProgressFunc
 from pycontainerd.images.pull import DEFAULT_MAX_CONCURRENT_DOWNLOADS
@@ -144,6 +147,25 @@ class Client:
                 self._conn, self.namespace, timeout=self._call_timeout, lease=self.lease
             )
         return store
+
+    def events(self, *filters: str) -> EventStream:
+        """Subscribe to the daemon's events, of every namespace, matching any of ``filters``.
+
+        ``with c.events('topic~="^/images/"') as stream: for ev in stream: ...``; closing
+        the stream (from any thread) ends the iteration.
+        """
+        return self._events_api().subscribe(*filters)
+
+    def publish(self, topic: str, event: Message) -> None:
+        """Publish ``event`` under ``topic`` (``/my/topic``) in this client's namespace."""
+        self._events_api().publish(topic, event)
+
+    def forward(self, envelope: Envelope) -> None:
+        """Forward an envelope as it is (its own namespace and timestamp)."""
+        self._events_api().forward(envelope)
+
+    def _events_api(self) -> EventsAPI:
+        return EventsAPI(self._conn, self.namespace, self._call_timeout)
 
     @property
     def leases(self) -> LeasesAPI:

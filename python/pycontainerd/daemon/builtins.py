@@ -5,6 +5,7 @@ from __future__ import annotations
 from pycontainerd.content import plugin as content_plugin
 from pycontainerd.daemon.services import (
     content,
+    events,
     health,
     images,
     introspection,
@@ -19,6 +20,7 @@ from pycontainerd.plugin import Registration
 __all__ = ["REGISTRATIONS"]
 
 REGISTRATIONS: tuple[Registration, ...] = (
+    events.exchange_registration,
     metadata.registration,
     content_plugin.registration,
     gc_scheduler.registration,
@@ -29,6 +31,7 @@ REGISTRATIONS: tuple[Registration, ...] = (
     version.registration,
     namespaces.registration,
     images.registration,
+    events.registration,
     introspection.registration,
     health.registration,
 )

@@ -21,12 +21,15 @@ from typing import Final, TypeVar, cast
 from google.protobuf import empty_pb2, timestamp_pb2
 
 from pycontainerd import errdefs
+from pycontainerd.api.containerd.events import content_pb2 as events_pb2
 from pycontainerd.api.containerd.services.content.v1 import content_pb2
 from pycontainerd.content import Info, ReaderAt, Status, Store, Writer
 from pycontainerd.daemon.rpc import AbortError, RPCServer, ServicerContext
 from pycontainerd.daemon.services.base import namespace_of
+from pycontainerd.daemon.services.events import publisher
 from pycontainerd.descriptor import Descriptor
 from pycontainerd.errdefs import Code
+from pycontainerd.events import Publisher
 from pycontainerd.gc.scheduler import gc_scheduler
 from pycontainerd.metadata import DB, ContentStore, NamespacedContentStore
 from pycontainerd.metadata.gc import GarbageCollector
@@ -190,10 +193,13 @@ def _close(writer: Writer) -> None:
 
 
 class ContentService:
-    """Content over the namespaced content store."""
+    """Content over the namespaced content store; publishes ``/content/delete``."""
 
-    def __init__(self, store: ContentStore, *, workers: int = WORKERS) -> None:
+    def __init__(
+        self, store: ContentStore, *, workers: int = WORKERS, events: Publisher | None = None
+    ) -> None:
         self._content = store
+        self._events = events
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="content")
 
     def close(self) -> None:
@@ -253,7 +259,11 @@ class ContentService:
     async def Delete(
         self, request: content_pb2.DeleteContentRequest, context: ServicerContext
     ) -> empty_pb2.Empty:
+        ns = namespace_of(context)
         await self._run(self._store(context).delete, request.digest)
+        if self._events is not None:
+            event = events_pb2.ContentDelete(digest=request.digest)
+            self._events.publish(ns, "/content/delete", event)
         return empty_pb2.Empty()
 
     async def Read(
@@ -336,7 +346,7 @@ def _init_store(ic: InitContext) -> ContentStore:
 def _init(ic: InitContext) -> ContentService:
     store = ic.get(Type.SERVICE, "content-service")
     assert isinstance(store, ContentStore)
-    return ContentService(store)
+    return ContentService(store, events=publisher(ic))
 
 
 service_registration = Registration(
@@ -346,4 +356,6 @@ service_registration = Registration(
     requires=(Type.METADATA, Type.CONTENT, Type.GC),
 )
 
-registration = Registration(type=Type.GRPC, id="content", init=_init, requires=(Type.SERVICE,))
+registration = Registration(
+    type=Type.GRPC, id="content", init=_init, requires=(Type.EVENT, Type.SERVICE)
+)

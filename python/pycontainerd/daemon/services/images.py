@@ -9,11 +9,14 @@ from __future__ import annotations
 from google.protobuf import empty_pb2, timestamp_pb2
 
 from pycontainerd import errdefs
+from pycontainerd.api.containerd.events import image_pb2 as events_pb2
 from pycontainerd.api.containerd.services.images.v1 import images_pb2
 from pycontainerd.api.containerd.types import descriptor_pb2
 from pycontainerd.daemon.rpc import RPCServer, ServicerContext
 from pycontainerd.daemon.services.base import namespace_of
+from pycontainerd.daemon.services.events import publisher
 from pycontainerd.descriptor import Descriptor
+from pycontainerd.events import Publisher
 from pycontainerd.gc.scheduler import Scheduler, gc_scheduler
 from pycontainerd.metadata import DB, Image, ImageStore
 from pycontainerd.plugin import InitContext, Registration, Type
@@ -52,11 +55,14 @@ def image_from_proto(image: images_pb2.Image) -> Image:
 
 
 class ImagesService:
-    """Images over the metadata store."""
+    """Images over the metadata store; publishes ``/images/*`` events."""
 
-    def __init__(self, store: ImageStore, gc: Scheduler | None = None) -> None:
+    def __init__(
+        self, store: ImageStore, gc: Scheduler | None = None, events: Publisher | None = None
+    ) -> None:
         self._store = store
         self._gc = gc
+        self._events = events
 
     def register(self, server: RPCServer) -> None:
         server.add_service(images_pb2.DESCRIPTOR.services_by_name["Images"], self)
@@ -76,20 +82,31 @@ class ImagesService:
     async def Create(
         self, request: images_pb2.CreateImageRequest, context: ServicerContext
     ) -> images_pb2.CreateImageResponse:
-        image = self._store.create(namespace_of(context), image_from_proto(request.image))
+        ns = namespace_of(context)
+        image = self._store.create(ns, image_from_proto(request.image))
+        if self._events is not None:
+            event = events_pb2.ImageCreate(name=image.name, labels=dict(image.labels))
+            self._events.publish(ns, "/images/create", event)
         return images_pb2.CreateImageResponse(image=image_to_proto(image))
 
     async def Update(
         self, request: images_pb2.UpdateImageRequest, context: ServicerContext
     ) -> images_pb2.UpdateImageResponse:
         paths = list(request.update_mask.paths) if request.HasField("update_mask") else []
-        image = self._store.update(namespace_of(context), image_from_proto(request.image), paths)
+        ns = namespace_of(context)
+        image = self._store.update(ns, image_from_proto(request.image), paths)
+        if self._events is not None:
+            event = events_pb2.ImageUpdate(name=image.name, labels=dict(image.labels))
+            self._events.publish(ns, "/images/update", event)
         return images_pb2.UpdateImageResponse(image=image_to_proto(image))
 
     async def Delete(
         self, request: images_pb2.DeleteImageRequest, context: ServicerContext
     ) -> empty_pb2.Empty:
-        self._store.delete(namespace_of(context), request.name)
+        ns = namespace_of(context)
+        self._store.delete(ns, request.name)
+        if self._events is not None:
+            self._events.publish(ns, "/images/delete", events_pb2.ImageDelete(name=request.name))
         if request.sync:
             if self._gc is None:
                 raise errdefs.FailedPrecondition(
@@ -102,9 +119,9 @@ class ImagesService:
 def _init(ic: InitContext) -> ImagesService:
     db = ic.get(Type.METADATA)
     assert isinstance(db, DB)
-    return ImagesService(ImageStore(db), gc_scheduler(ic))
+    return ImagesService(ImageStore(db), gc_scheduler(ic), publisher(ic))
 
 
 registration = Registration(
-    type=Type.GRPC, id="images", init=_init, requires=(Type.METADATA, Type.GC)
+    type=Type.GRPC, id="images", init=_init, requires=(Type.EVENT, Type.METADATA, Type.GC)
 )
