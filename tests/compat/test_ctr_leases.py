@@ -48,7 +48,7 @@ def test_create_ls_rm(daemon: Daemon) -> None:
     table = _ctr(daemon, "leases", "ls")
     assert table == daemon.pyctr("leases", "ls").stdout
     lines = table.splitlines()
-    assert lines[0].rstrip() == "ID             CREATED AT           LABELS"
+    assert lines[0].split() == ["ID", "CREATED", "AT", "LABELS"]  # widths follow the ids
     assert [line.split()[0] for line in lines[1:]] == sorted([generated, "ctr-1", "forever"])
     assert _ctr(daemon, "leases", "ls", "-q") == daemon.pyctr("leases", "ls", "-q").stdout
     assert _ctr(daemon, "leases", "ls", "-q", "labels.a==1") == "ctr-1\n"

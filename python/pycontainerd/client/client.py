@@ -118,7 +118,7 @@ class Client:
         self._call_timeout = call_timeout
         self._version = version_pb2_grpc.VersionStub(self._conn.channel)
         self._introspection = introspection_pb2_grpc.IntrospectionStub(self._conn.channel)
-        self.namespaces = NamespacesAPI(self._conn, call_timeout)
+        self.namespaces = NamespacesAPI(self._conn, call_timeout, lambda: self.namespace)
         self._content: ProxyContentStore | None = None
         self._leases: LeasesAPI | None = None
         self.images = ImagesAPI(self)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 from google.protobuf import field_mask_pb2
 
@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 __all__ = ["NamespacesAPI"]
 
+Resp = TypeVar("Resp")
+
 
 def _from_proto(ns: namespace_pb2.Namespace) -> Namespace:
     return Namespace(ns.name, dict(ns.labels))
@@ -23,28 +25,33 @@ def _from_proto(ns: namespace_pb2.Namespace) -> Namespace:
 class NamespacesAPI:
     """The Namespaces service, as containerd's ``namespaces.Store`` plus ``get``."""
 
-    def __init__(self, conn: Connection, timeout: float | None) -> None:
+    def __init__(
+        self, conn: Connection, timeout: float | None, namespace: Callable[[], str]
+    ) -> None:
         self._conn = conn
         self._stub = namespace_pb2_grpc.NamespacesStub(conn.channel)
         self._timeout = timeout
+        # Sent with every call as containerd's clients do; the daemon's events carry it.
+        self._namespace = namespace
+
+    def _call(self, method: Callable[..., Resp], request: object) -> Resp:
+        return self._conn.call(method, request, namespace=self._namespace(), timeout=self._timeout)
 
     def create(self, name: str, labels: Mapping[str, str] | None = None) -> Namespace:
         """Create ``name``; :class:`~pycontainerd.errdefs.AlreadyExists` if it exists."""
         req = namespace_pb2.CreateNamespaceRequest(
             namespace=namespace_pb2.Namespace(name=name, labels=dict(labels or {}))
         )
-        resp = self._conn.call(self._stub.Create, req, timeout=self._timeout)
+        resp = self._call(self._stub.Create, req)
         return _from_proto(resp.namespace)
 
     def get(self, name: str) -> Namespace:
         req = namespace_pb2.GetNamespaceRequest(name=name)
-        return _from_proto(self._conn.call(self._stub.Get, req, timeout=self._timeout).namespace)
+        return _from_proto(self._call(self._stub.Get, req).namespace)
 
     def list(self) -> list[Namespace]:
         """Every namespace with its labels."""
-        resp = self._conn.call(
-            self._stub.List, namespace_pb2.ListNamespacesRequest(), timeout=self._timeout
-        )
+        resp = self._call(self._stub.List, namespace_pb2.ListNamespacesRequest())
         return [_from_proto(ns) for ns in resp.namespaces]
 
     def labels(self, name: str) -> dict[str, str]:
@@ -62,10 +69,10 @@ class NamespacesAPI:
             namespace=namespace_pb2.Namespace(name=name, labels=dict(labels)),
             update_mask=field_mask_pb2.FieldMask(paths=list(fields)) if fields else None,
         )
-        resp = self._conn.call(self._stub.Update, req, timeout=self._timeout)
+        resp = self._call(self._stub.Update, req)
         return _from_proto(resp.namespace)
 
     def delete(self, name: str) -> None:
         """Delete an empty namespace."""
         req = namespace_pb2.DeleteNamespaceRequest(name=name)
-        self._conn.call(self._stub.Delete, req, timeout=self._timeout)
+        self._call(self._stub.Delete, req)

@@ -17,7 +17,6 @@ from pathlib import Path
 from pycontainerd import errdefs
 from pycontainerd.daemon.config import Config
 from pycontainerd.daemon.rpc import RPCServer
-from pycontainerd.daemon.services.health import HealthService
 from pycontainerd.plugin import PluginSet, Registration, Type, load
 
 __all__ = ["Server", "claim_socket"]
@@ -139,9 +138,12 @@ class Server:
         await self._stopping.wait()
 
     async def stop(self) -> None:
-        for instance in self.plugins.instances(Type.GRPC).values():
-            if isinstance(instance, HealthService):
-                instance.shutdown()
+        # Plugins with streams that would run on (health watches, event subscriptions) end them
+        # first, so the transport's grace period is spent only on calls that finish by themselves.
+        for plugin in self.plugins.all():
+            shutdown = getattr(plugin.instance, "shutdown", None)
+            if plugin.error is None and callable(shutdown):
+                shutdown()
         if self._server is not None:
             await self._server.stop(grace=2.0)
             self._server = None

@@ -188,6 +188,10 @@ class Exchange:
         with self._lock:
             return len(self._subscribers)
 
+    def shutdown(self) -> None:
+        """End every subscription, as the daemon stops (its streams then end by themselves)."""
+        self.close()
+
     def close(self) -> None:
         """End every subscription."""
         with self._lock:
