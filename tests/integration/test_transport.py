@@ -539,8 +539,8 @@ print("grpc" in sys.modules)
     assert out.stdout.strip() == "False", out.stderr
 
 
-@pytest.mark.skipif(shutil.which("ctr") is None, reason="containerd's ctr is not installed")
 def test_native_serves_go_ctr(tmp_path: Path) -> None:
+    assert shutil.which("ctr"), "ctr is missing: apt-get install containerd (scripts/setup does)"
     from pycontainerd.daemon.services.introspection import IntrospectionService
     from pycontainerd.plugin import PluginSet
     from pycontainerd.version import VERSION
