@@ -9,7 +9,16 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from pycontainerd import errdefs
-from pycontainerd.cli import content, events, images, leases, namespaces, plugins, version
+from pycontainerd.cli import (
+    content,
+    events,
+    images,
+    leases,
+    namespaces,
+    plugins,
+    snapshots,
+    version,
+)
 from pycontainerd.client.connection import DEFAULT_ADDRESS
 from pycontainerd.namespaces import DEFAULT
 
@@ -51,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--debug", action="store_true", help="print tracebacks of errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
-    for module in (content, events, images, leases, namespaces, plugins, version):
+    for module in (content, events, images, leases, namespaces, plugins, snapshots, version):
         module.add_parser(sub)
     return p
 

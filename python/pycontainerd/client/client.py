@@ -31,6 +31,7 @@ from pycontainerd.client.images import (
 )
 from pycontainerd.client.leases import LeasesAPI
 from pycontainerd.client.namespaces import NamespacesAPI
+from pycontainerd.client.snapshots import ProxySnapshotter
 from pycontainerd.events import Envelope
 from pycontainerd.images.image import Image
 from pycontainerd.images.progress import ProgressFunc
@@ -38,6 +39,7 @@ from pycontainerd.images.pull import DEFAULT_MAX_CONCURRENT_DOWNLOADS
 from pycontainerd.leases import Lease
 from pycontainerd.platforms import Platform
 from pycontainerd.remotes import Resolver
+from pycontainerd.snapshots import DEFAULT_SNAPSHOTTER
 
 __all__ = ["Client", "PluginInfo", "ServerInfo", "Version"]
 
@@ -147,6 +149,12 @@ class Client:
                 self._conn, self.namespace, timeout=self._call_timeout, lease=self.lease
             )
         return store
+
+    def snapshots(self, name: str = DEFAULT_SNAPSHOTTER) -> ProxySnapshotter:
+        """The daemon's snapshotter ``name`` in this client's namespace (a ``Snapshotter``)."""
+        return ProxySnapshotter(
+            self._conn, self.namespace, name, timeout=self._call_timeout, lease=self.lease
+        )
 
     def events(self, *filters: str) -> EventStream:
         """Subscribe to the daemon's events, of every namespace, matching any of ``filters``.

@@ -11,11 +11,13 @@ from pycontainerd.daemon.services import (
     introspection,
     leases,
     namespaces,
+    snapshots,
     version,
 )
 from pycontainerd.gc import scheduler as gc_scheduler
 from pycontainerd.metadata import plugin as metadata
 from pycontainerd.plugin import Registration
+from pycontainerd.snapshots import plugin as snapshots_plugin
 
 __all__ = ["REGISTRATIONS"]
 
@@ -24,6 +26,8 @@ REGISTRATIONS: tuple[Registration, ...] = (
     metadata.registration,
     content_plugin.registration,
     gc_scheduler.registration,
+    snapshots_plugin.overlay_registration,
+    snapshots_plugin.native_registration,
     content.service_registration,
     leases.service_registration,
     content.registration,
@@ -31,6 +35,7 @@ REGISTRATIONS: tuple[Registration, ...] = (
     version.registration,
     namespaces.registration,
     images.registration,
+    snapshots.registration,
     events.registration,
     introspection.registration,
     health.registration,

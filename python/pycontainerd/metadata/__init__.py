@@ -6,6 +6,7 @@ from pycontainerd.metadata.gc import GarbageCollector, GCStats
 from pycontainerd.metadata.images import Image, ImageStore
 from pycontainerd.metadata.leases import LeaseStore, NamespacedLeases
 from pycontainerd.metadata.namespaces import NamespaceStore
+from pycontainerd.metadata.snapshots import NamespacedSnapshotter, SnapshotStore
 from pycontainerd.namespaces import Namespace
 
 __all__ = [
@@ -21,4 +22,6 @@ __all__ = [
     "NamespaceStore",
     "NamespacedContentStore",
     "NamespacedLeases",
+    "NamespacedSnapshotter",
+    "SnapshotStore",
 ]

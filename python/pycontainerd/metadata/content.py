@@ -43,13 +43,13 @@ from pycontainerd.content.local import validate_ref
 from pycontainerd.descriptor import Descriptor
 from pycontainerd.digest import validate_digest
 from pycontainerd.leases import RESOURCE_CONTENT, RESOURCE_INGESTS
-from pycontainerd.metadata.db import DB, NAMESPACED_TABLES
+from pycontainerd.metadata.db import DB, register_holdings, table_holdings
 from pycontainerd.metadata.leases import add_resource_tx, remove_resource_tx
 from pycontainerd.metadata.namespaces import ensure_namespace
 
 __all__ = ["INGEST_EXPIRY", "ContentStore", "NamespacedContentStore", "NamespacedWriter"]
 
-NAMESPACED_TABLES["blobs"] = "blobs"
+register_holdings(table_holdings("blobs", "blobs"))
 
 #: How long an ingest outlives the last opening of its writer (nanoseconds), as containerd's.
 INGEST_EXPIRY: Final = 24 * 3600 * 1_000_000_000

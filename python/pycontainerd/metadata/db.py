@@ -14,16 +14,33 @@ from typing import Final
 from pycontainerd import errdefs
 from pycontainerd.metadata.migrations import MIGRATIONS
 
-__all__ = ["DB", "SCHEMA_VERSION"]
+__all__ = ["DB", "NAMESPACE_HOLDINGS", "SCHEMA_VERSION", "register_holdings", "table_holdings"]
 
 log = logging.getLogger(__name__)
 
 #: The schema version this release writes: one per entry of ``MIGRATIONS``.
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
-#: Tables holding namespaced objects, with the word containerd uses for them when a namespace
-#: cannot be deleted because it still holds some. Stores add theirs as their migrations land.
-NAMESPACED_TABLES: dict[str, str] = {}
+#: What a namespace still holds, in containerd's words ("images", "snapshots on "x" snapshotter"):
+#: each store registers one function, and a namespace that holds anything cannot be deleted.
+NamespaceHoldings = Callable[[sqlite3.Connection, str], list[str]]
+NAMESPACE_HOLDINGS: list[NamespaceHoldings] = []
+
+
+def register_holdings(check: NamespaceHoldings) -> NamespaceHoldings:
+    """Add a store's check of what a namespace holds (a decorator, or called directly)."""
+    NAMESPACE_HOLDINGS.append(check)
+    return check
+
+
+def table_holdings(table: str, what: str) -> NamespaceHoldings:
+    """The check for a table with a ``namespace`` column: ``what`` when a row names it."""
+
+    def check(tx: sqlite3.Connection, namespace: str) -> list[str]:
+        row = tx.execute(f"SELECT 1 FROM {table} WHERE namespace = ? LIMIT 1", (namespace,))
+        return [what] if row.fetchone() is not None else []
+
+    return check
 
 
 class DB:

@@ -11,12 +11,12 @@ from dataclasses import replace
 from pycontainerd import errdefs, fieldpath, filters
 from pycontainerd.descriptor import Descriptor
 from pycontainerd.images.image import Image
-from pycontainerd.metadata.db import DB, NAMESPACED_TABLES
+from pycontainerd.metadata.db import DB, register_holdings, table_holdings
 from pycontainerd.metadata.namespaces import ensure_namespace
 
 __all__ = ["Image", "ImageStore"]
 
-NAMESPACED_TABLES["images"] = "images"
+register_holdings(table_holdings("images", "images"))
 
 
 def _row_to_image(row: sqlite3.Row | tuple[object, ...]) -> Image:

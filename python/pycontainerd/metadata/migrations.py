@@ -81,4 +81,20 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     ) WITHOUT ROWID;
     CREATE INDEX lease_resources_by_resource ON lease_resources (namespace, type, id);
     """,
+    # 5: snapshots: each namespace's keys per snapshotter, mapped to the backend's keys.
+    """
+    CREATE TABLE snapshots (
+        namespace   TEXT NOT NULL REFERENCES namespaces(name),
+        snapshotter TEXT NOT NULL,
+        key         TEXT NOT NULL,
+        backend_key TEXT NOT NULL,
+        parent      TEXT NOT NULL DEFAULT '',
+        labels      TEXT NOT NULL DEFAULT '{}',
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        PRIMARY KEY (namespace, snapshotter, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX snapshots_by_parent ON snapshots (namespace, snapshotter, parent);
+    CREATE UNIQUE INDEX snapshots_by_backend_key ON snapshots (snapshotter, backend_key);
+    """,
 )

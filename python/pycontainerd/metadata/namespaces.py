@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from pycontainerd import errdefs, fieldpath, identifiers
-from pycontainerd.metadata.db import DB, NAMESPACED_TABLES
+from pycontainerd.metadata.db import DB, NAMESPACE_HOLDINGS
 from pycontainerd.namespaces import Namespace
 
 __all__ = ["Namespace", "NamespaceStore", "ensure_namespace"]
@@ -106,14 +106,7 @@ class NamespaceStore:
         with self._db.update() as tx:
             if not _exists(tx, name):
                 raise errdefs.NotFound(f'namespace "{name}": not found')
-            holding = [
-                what
-                for table, what in NAMESPACED_TABLES.items()
-                if tx.execute(
-                    f"SELECT 1 FROM {table} WHERE namespace = ? LIMIT 1", (name,)
-                ).fetchone()
-                is not None
-            ]
+            holding = [what for check in NAMESPACE_HOLDINGS for what in check(tx, name)]
             if holding:
                 raise errdefs.FailedPrecondition(
                     f'namespace "{name}" must be empty, but it still has ' + ", ".join(holding)

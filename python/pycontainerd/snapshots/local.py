@@ -1,0 +1,184 @@
+"""What the directory-backed snapshotters share: records in a :class:`MetaStore`, one
+directory per snapshot id under ``<root>/snapshots/<id>``, removal by rename-then-delete."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat as stat_mod
+from collections.abc import Mapping
+from pathlib import Path
+
+from pycontainerd import errdefs, fieldpath, filters
+from pycontainerd.mount import Mount
+from pycontainerd.snapshots import Info, Kind, Usage, WalkFunc, adapt_info
+from pycontainerd.snapshots.storage import MetaStore, Record
+
+__all__ = ["LocalSnapshotter", "disk_usage"]
+
+
+def disk_usage(root: Path) -> Usage:
+    """Bytes (allocated blocks) and inodes under ``root``, each hardlinked inode once."""
+    seen: set[tuple[int, int]] = set()
+    size = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in (dirpath, *(os.path.join(dirpath, n) for n in (*dirnames, *filenames))):
+            try:
+                st = os.lstat(name)
+            except FileNotFoundError:
+                continue
+            ident = (st.st_dev, st.st_ino)
+            if ident in seen:
+                continue
+            seen.add(ident)
+            size += st.st_blocks * 512
+    return Usage(size=size, inodes=len(seen))
+
+
+class LocalSnapshotter:
+    """A snapshotter keeping each snapshot in ``<root>/snapshots/<id>/fs``.
+
+    Subclasses say how a snapshot's directories are made (:meth:`_populate`) and mounted
+    (:meth:`_mounts_of`).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "snapshots").mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._ms = MetaStore(root / "metadata.db")
+
+    # --- layout --------------------------------------------------------------------------
+
+    def _dir(self, id_: int) -> Path:
+        return self.root / "snapshots" / str(id_)
+
+    def _fs(self, id_: int) -> Path:
+        return self._dir(id_) / "fs"
+
+    def _populate(self, rec: Record, path: Path) -> None:
+        """Create the snapshot's directories under ``path`` (not yet at its final name)."""
+        raise NotImplementedError
+
+    def _mounts_of(self, rec: Record) -> list[Mount]:
+        raise NotImplementedError
+
+    # --- Snapshotter ---------------------------------------------------------------------
+
+    def stat(self, key: str) -> Info:
+        with self._ms.transaction() as tx:
+            return self._ms.get(tx, key).info
+
+    def update(self, info: Info, *fieldpaths: str) -> Info:
+        with self._ms.transaction(write=True) as tx:
+            current = self._ms.get(tx, info.name).info
+            labels = fieldpath.apply_label_updates(
+                current.labels, info.labels, fieldpaths, kind="snapshot", name=info.name
+            )
+            return self._ms.update_labels(tx, info.name, labels)
+
+    def usage(self, key: str) -> Usage:
+        with self._ms.transaction() as tx:
+            rec = self._ms.get(tx, key)
+        if rec.info.kind == Kind.ACTIVE:
+            return disk_usage(self._fs(rec.id))
+        return rec.usage
+
+    def mounts(self, key: str) -> list[Mount]:
+        with self._ms.transaction() as tx:
+            rec = self._ms.get(tx, key)
+        if rec.info.kind == Kind.COMMITTED:
+            raise errdefs.FailedPrecondition(
+                f'mounts of snapshot "{key}": a committed snapshot has no mounts'
+            )
+        return self._mounts_of(rec)
+
+    def prepare(
+        self, key: str, parent: str = "", *, labels: Mapping[str, str] | None = None
+    ) -> list[Mount]:
+        return self._create(Kind.ACTIVE, key, parent, labels or {})
+
+    def view(
+        self, key: str, parent: str = "", *, labels: Mapping[str, str] | None = None
+    ) -> list[Mount]:
+        return self._create(Kind.VIEW, key, parent, labels or {})
+
+    def _create(self, kind: Kind, key: str, parent: str, labels: Mapping[str, str]) -> list[Mount]:
+        fieldpath.validate_labels(labels)
+        with self._ms.transaction(write=True) as tx:
+            rec = self._ms.create(tx, kind, key, parent, labels)
+            final = self._dir(rec.id)
+            tmp = self.root / "snapshots" / f"new-{rec.id}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(mode=0o700)
+            try:
+                self._populate(rec, tmp)
+                if final.exists():  # left by a crash before the record committed
+                    shutil.rmtree(final)
+                tmp.rename(final)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            return self._mounts_of(rec)
+
+    def commit(self, name: str, key: str, *, labels: Mapping[str, str] | None = None) -> None:
+        fieldpath.validate_labels(labels or {})
+        with self._ms.transaction(write=True) as tx:
+            rec = self._ms.get(tx, key)
+            usage = disk_usage(self._fs(rec.id))
+            self._ms.commit(tx, name, key, labels or {}, usage)
+
+    def remove(self, key: str) -> None:
+        with self._ms.transaction(write=True) as tx:
+            rec = self._ms.remove(tx, key)
+            path = self._dir(rec.id)
+            doomed = self.root / "snapshots" / f"rm-{rec.id}"
+            if path.exists():
+                path.rename(doomed)
+        # the record is gone: the directory is garbage whatever happens next
+        shutil.rmtree(doomed, ignore_errors=True)
+
+    def walk(self, fn: WalkFunc, *filter_strings: str) -> None:
+        match = filters.parse(*filter_strings)
+        with self._ms.transaction() as tx:
+            infos = self._ms.all(tx)
+        for info in infos:
+            if match.match(adapt_info(info)):
+                fn(info)
+
+    def cleanup(self) -> None:
+        with self._ms.transaction() as tx:
+            live = {str(i) for i in self._ms.ids(tx)}
+        base = self.root / "snapshots"
+        for entry in os.listdir(base):
+            if entry not in live:
+                shutil.rmtree(base / entry, ignore_errors=True)
+
+    def close(self) -> None:
+        self._ms.close()
+
+
+def copy_tree(src: Path, dst: Path) -> None:
+    """``cp -a src/. dst``: every entry with its type, mode, owner, times and xattrs."""
+    st = os.lstat(src)
+    os.chmod(dst, stat_mod.S_IMODE(st.st_mode))
+    os.chown(dst, st.st_uid, st.st_gid)
+    for entry in os.scandir(src):
+        target = dst / entry.name
+        est = entry.stat(follow_symlinks=False)
+        if entry.is_dir(follow_symlinks=False):
+            target.mkdir()
+            copy_tree(Path(entry.path), target)
+            shutil.copystat(entry.path, target, follow_symlinks=False)
+        elif entry.is_symlink():
+            os.symlink(os.readlink(entry.path), target)
+            os.lchown(target, est.st_uid, est.st_gid)
+            shutil.copystat(entry.path, target, follow_symlinks=False)
+        elif entry.is_file(follow_symlinks=False):
+            shutil.copy2(entry.path, target, follow_symlinks=False)
+            os.chown(target, est.st_uid, est.st_gid)
+            os.chmod(target, stat_mod.S_IMODE(est.st_mode))
+        else:  # devices, fifos, sockets
+            os.mknod(target, est.st_mode, est.st_rdev)
+            os.chown(target, est.st_uid, est.st_gid)
+            shutil.copystat(entry.path, target, follow_symlinks=False)
+    shutil.copystat(src, dst, follow_symlinks=False)
