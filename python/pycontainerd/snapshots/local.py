@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat as stat_mod
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def disk_usage(root: Path) -> Usage:
     return Usage(size=size, inodes=len(seen))
 
 
-class LocalSnapshotter:
+class LocalSnapshotter(ABC):
     """A snapshotter keeping each snapshot in ``<root>/snapshots/<id>/fs``.
 
     Subclasses say how a snapshot's directories are made (:meth:`_populate`) and mounted
@@ -55,12 +56,13 @@ class LocalSnapshotter:
     def _fs(self, id_: int) -> Path:
         return self._dir(id_) / "fs"
 
+    @abstractmethod
     def _populate(self, rec: Record, path: Path) -> None:
         """Create the snapshot's directories under ``path`` (not yet at its final name)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _mounts_of(self, rec: Record) -> list[Mount]:
-        raise NotImplementedError
+        """The mounts of an active snapshot or a view."""
 
     # --- Snapshotter ---------------------------------------------------------------------
 

@@ -46,44 +46,6 @@ class HealthStub:
                 _registered_method=True)
 
 
-class HealthServicer:
-    """Missing associated documentation comment in .proto file."""
-
-    def Check(self, request, context):
-        """Reports the current status once; NOT_FOUND for an unknown service.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def Watch(self, request, context):
-        """Sends the current status, then a new message each time it changes.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-
-def add_HealthServicer_to_server(servicer, server):
-    rpc_method_handlers = {
-            'Check': grpc.unary_unary_rpc_method_handler(
-                    servicer.Check,
-                    request_deserializer=grpc_dot_health_dot_v1_dot_health__pb2.HealthCheckRequest.FromString,
-                    response_serializer=grpc_dot_health_dot_v1_dot_health__pb2.HealthCheckResponse.SerializeToString,
-            ),
-            'Watch': grpc.unary_stream_rpc_method_handler(
-                    servicer.Watch,
-                    request_deserializer=grpc_dot_health_dot_v1_dot_health__pb2.HealthCheckRequest.FromString,
-                    response_serializer=grpc_dot_health_dot_v1_dot_health__pb2.HealthCheckResponse.SerializeToString,
-            ),
-    }
-    generic_handler = grpc.method_handlers_generic_handler(
-            'grpc.health.v1.Health', rpc_method_handlers)
-    server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('grpc.health.v1.Health', rpc_method_handlers)
-
-
- # This class is part of an EXPERIMENTAL API.
 class Health:
     """Missing associated documentation comment in .proto file."""
 

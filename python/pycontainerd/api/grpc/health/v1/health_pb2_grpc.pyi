@@ -44,19 +44,3 @@ class HealthAsyncStub(HealthStub):
     Watch: _aio.UnaryStreamMultiCallable[_health_pb2.HealthCheckRequest, _health_pb2.HealthCheckResponse]  # type: ignore[assignment]
     """Sends the current status, then a new message each time it changes."""
 
-class HealthServicer:
-    def Check(
-        self,
-        request: _health_pb2.HealthCheckRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_health_pb2.HealthCheckResponse, _abc.Awaitable[_health_pb2.HealthCheckResponse]]:
-        """Reports the current status once; NOT_FOUND for an unknown service."""
-
-    def Watch(
-        self,
-        request: _health_pb2.HealthCheckRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_health_pb2.HealthCheckResponse], _abc.AsyncIterator[_health_pb2.HealthCheckResponse]]:
-        """Sends the current status, then a new message each time it changes."""
-
-def add_HealthServicer_to_server(servicer: HealthServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

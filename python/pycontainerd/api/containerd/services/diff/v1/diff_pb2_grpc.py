@@ -46,44 +46,6 @@ class DiffStub:
                 _registered_method=True)
 
 
-class DiffServicer:
-    """Missing associated documentation comment in .proto file."""
-
-    def Apply(self, request, context):
-        """Unpacks the layer blob `diff` onto the mounts.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def Diff(self, request, context):
-        """Writes the changes from `left` to `right` into the content store as a layer.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-
-def add_DiffServicer_to_server(servicer, server):
-    rpc_method_handlers = {
-            'Apply': grpc.unary_unary_rpc_method_handler(
-                    servicer.Apply,
-                    request_deserializer=containerd_dot_services_dot_diff_dot_v1_dot_diff__pb2.ApplyRequest.FromString,
-                    response_serializer=containerd_dot_services_dot_diff_dot_v1_dot_diff__pb2.ApplyResponse.SerializeToString,
-            ),
-            'Diff': grpc.unary_unary_rpc_method_handler(
-                    servicer.Diff,
-                    request_deserializer=containerd_dot_services_dot_diff_dot_v1_dot_diff__pb2.DiffRequest.FromString,
-                    response_serializer=containerd_dot_services_dot_diff_dot_v1_dot_diff__pb2.DiffResponse.SerializeToString,
-            ),
-    }
-    generic_handler = grpc.method_handlers_generic_handler(
-            'containerd.services.diff.v1.Diff', rpc_method_handlers)
-    server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('containerd.services.diff.v1.Diff', rpc_method_handlers)
-
-
- # This class is part of an EXPERIMENTAL API.
 class Diff:
     """Missing associated documentation comment in .proto file."""
 

@@ -44,19 +44,3 @@ class DiffAsyncStub(DiffStub):
     Diff: _aio.UnaryUnaryMultiCallable[_diff_pb2.DiffRequest, _diff_pb2.DiffResponse]  # type: ignore[assignment]
     """Writes the changes from `left` to `right` into the content store as a layer."""
 
-class DiffServicer:
-    def Apply(
-        self,
-        request: _diff_pb2.ApplyRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_diff_pb2.ApplyResponse, _abc.Awaitable[_diff_pb2.ApplyResponse]]:
-        """Unpacks the layer blob `diff` onto the mounts."""
-
-    def Diff(
-        self,
-        request: _diff_pb2.DiffRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_diff_pb2.DiffResponse, _abc.Awaitable[_diff_pb2.DiffResponse]]:
-        """Writes the changes from `left` to `right` into the content store as a layer."""
-
-def add_DiffServicer_to_server(servicer: DiffServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

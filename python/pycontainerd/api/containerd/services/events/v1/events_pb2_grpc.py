@@ -52,56 +52,6 @@ class EventsStub:
                 _registered_method=True)
 
 
-class EventsServicer:
-    """Missing associated documentation comment in .proto file."""
-
-    def Publish(self, request, context):
-        """Publishes an event in the namespace of the call.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def Forward(self, request, context):
-        """Re-publishes an event exactly as enveloped elsewhere, keeping its namespace and time.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def Subscribe(self, request, context):
-        """Streams every event matching any of the filters (all when none are given).
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-
-def add_EventsServicer_to_server(servicer, server):
-    rpc_method_handlers = {
-            'Publish': grpc.unary_unary_rpc_method_handler(
-                    servicer.Publish,
-                    request_deserializer=containerd_dot_services_dot_events_dot_v1_dot_events__pb2.PublishRequest.FromString,
-                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
-            ),
-            'Forward': grpc.unary_unary_rpc_method_handler(
-                    servicer.Forward,
-                    request_deserializer=containerd_dot_services_dot_events_dot_v1_dot_events__pb2.ForwardRequest.FromString,
-                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
-            ),
-            'Subscribe': grpc.unary_stream_rpc_method_handler(
-                    servicer.Subscribe,
-                    request_deserializer=containerd_dot_services_dot_events_dot_v1_dot_events__pb2.SubscribeRequest.FromString,
-                    response_serializer=containerd_dot_services_dot_events_dot_v1_dot_events__pb2.Envelope.SerializeToString,
-            ),
-    }
-    generic_handler = grpc.method_handlers_generic_handler(
-            'containerd.services.events.v1.Events', rpc_method_handlers)
-    server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('containerd.services.events.v1.Events', rpc_method_handlers)
-
-
- # This class is part of an EXPERIMENTAL API.
 class Events:
     """Missing associated documentation comment in .proto file."""
 

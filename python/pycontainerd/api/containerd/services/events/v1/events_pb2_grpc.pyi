@@ -49,26 +49,3 @@ class EventsAsyncStub(EventsStub):
     Subscribe: _aio.UnaryStreamMultiCallable[_events_pb2.SubscribeRequest, _events_pb2.Envelope]  # type: ignore[assignment]
     """Streams every event matching any of the filters (all when none are given)."""
 
-class EventsServicer:
-    def Publish(
-        self,
-        request: _events_pb2.PublishRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
-        """Publishes an event in the namespace of the call."""
-
-    def Forward(
-        self,
-        request: _events_pb2.ForwardRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
-        """Re-publishes an event exactly as enveloped elsewhere, keeping its namespace and time."""
-
-    def Subscribe(
-        self,
-        request: _events_pb2.SubscribeRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_events_pb2.Envelope], _abc.AsyncIterator[_events_pb2.Envelope]]:
-        """Streams every event matching any of the filters (all when none are given)."""
-
-def add_EventsServicer_to_server(servicer: EventsServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -47,35 +47,3 @@ class ImagesAsyncStub(ImagesStub):
     Update: _aio.UnaryUnaryMultiCallable[_images_pb2.UpdateImageRequest, _images_pb2.UpdateImageResponse]  # type: ignore[assignment]
     Delete: _aio.UnaryUnaryMultiCallable[_images_pb2.DeleteImageRequest, _empty_pb2.Empty]  # type: ignore[assignment]
 
-class ImagesServicer:
-    def Get(
-        self,
-        request: _images_pb2.GetImageRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_images_pb2.GetImageResponse, _abc.Awaitable[_images_pb2.GetImageResponse]]: ...
-
-    def List(
-        self,
-        request: _images_pb2.ListImagesRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_images_pb2.ListImagesResponse, _abc.Awaitable[_images_pb2.ListImagesResponse]]: ...
-
-    def Create(
-        self,
-        request: _images_pb2.CreateImageRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_images_pb2.CreateImageResponse, _abc.Awaitable[_images_pb2.CreateImageResponse]]: ...
-
-    def Update(
-        self,
-        request: _images_pb2.UpdateImageRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_images_pb2.UpdateImageResponse, _abc.Awaitable[_images_pb2.UpdateImageResponse]]: ...
-
-    def Delete(
-        self,
-        request: _images_pb2.DeleteImageRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]: ...
-
-def add_ImagesServicer_to_server(servicer: ImagesServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -47,44 +47,6 @@ class IntrospectionStub:
                 _registered_method=True)
 
 
-class IntrospectionServicer:
-    """Missing associated documentation comment in .proto file."""
-
-    def Plugins(self, request, context):
-        """Lists the plugins matching the filters (all when none are given), including those
-        that failed to start.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def Server(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-
-def add_IntrospectionServicer_to_server(servicer, server):
-    rpc_method_handlers = {
-            'Plugins': grpc.unary_unary_rpc_method_handler(
-                    servicer.Plugins,
-                    request_deserializer=containerd_dot_services_dot_introspection_dot_v1_dot_introspection__pb2.PluginsRequest.FromString,
-                    response_serializer=containerd_dot_services_dot_introspection_dot_v1_dot_introspection__pb2.PluginsResponse.SerializeToString,
-            ),
-            'Server': grpc.unary_unary_rpc_method_handler(
-                    servicer.Server,
-                    request_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
-                    response_serializer=containerd_dot_services_dot_introspection_dot_v1_dot_introspection__pb2.ServerResponse.SerializeToString,
-            ),
-    }
-    generic_handler = grpc.method_handlers_generic_handler(
-            'containerd.services.introspection.v1.Introspection', rpc_method_handlers)
-    server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('containerd.services.introspection.v1.Introspection', rpc_method_handlers)
-
-
- # This class is part of an EXPERIMENTAL API.
 class Introspection:
     """Missing associated documentation comment in .proto file."""
 

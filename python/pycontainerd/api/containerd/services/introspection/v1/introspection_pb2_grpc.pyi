@@ -47,20 +47,3 @@ class IntrospectionAsyncStub(IntrospectionStub):
     """
     Server: _aio.UnaryUnaryMultiCallable[_empty_pb2.Empty, _introspection_pb2.ServerResponse]  # type: ignore[assignment]
 
-class IntrospectionServicer:
-    def Plugins(
-        self,
-        request: _introspection_pb2.PluginsRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_introspection_pb2.PluginsResponse, _abc.Awaitable[_introspection_pb2.PluginsResponse]]:
-        """Lists the plugins matching the filters (all when none are given), including those
-        that failed to start.
-        """
-
-    def Server(
-        self,
-        request: _empty_pb2.Empty,
-        context: _ServicerContext,
-    ) -> _typing.Union[_introspection_pb2.ServerResponse, _abc.Awaitable[_introspection_pb2.ServerResponse]]: ...
-
-def add_IntrospectionServicer_to_server(servicer: IntrospectionServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -51,37 +51,3 @@ class NamespacesAsyncStub(NamespacesStub):
     Delete: _aio.UnaryUnaryMultiCallable[_namespace_pb2.DeleteNamespaceRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Removes an empty namespace; FAILED_PRECONDITION while it still holds resources."""
 
-class NamespacesServicer:
-    def Get(
-        self,
-        request: _namespace_pb2.GetNamespaceRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_namespace_pb2.GetNamespaceResponse, _abc.Awaitable[_namespace_pb2.GetNamespaceResponse]]: ...
-
-    def List(
-        self,
-        request: _namespace_pb2.ListNamespacesRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_namespace_pb2.ListNamespacesResponse, _abc.Awaitable[_namespace_pb2.ListNamespacesResponse]]: ...
-
-    def Create(
-        self,
-        request: _namespace_pb2.CreateNamespaceRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_namespace_pb2.CreateNamespaceResponse, _abc.Awaitable[_namespace_pb2.CreateNamespaceResponse]]: ...
-
-    def Update(
-        self,
-        request: _namespace_pb2.UpdateNamespaceRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_namespace_pb2.UpdateNamespaceResponse, _abc.Awaitable[_namespace_pb2.UpdateNamespaceResponse]]:
-        """Changes the labels named in update_mask ("labels" or "labels.<key>"), or all of them."""
-
-    def Delete(
-        self,
-        request: _namespace_pb2.DeleteNamespaceRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
-        """Removes an empty namespace; FAILED_PRECONDITION while it still holds resources."""
-
-def add_NamespacesServicer_to_server(servicer: NamespacesServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

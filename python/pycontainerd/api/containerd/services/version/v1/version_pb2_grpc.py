@@ -42,31 +42,6 @@ class VersionStub:
                 _registered_method=True)
 
 
-class VersionServicer:
-    """Missing associated documentation comment in .proto file."""
-
-    def Version(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-
-def add_VersionServicer_to_server(servicer, server):
-    rpc_method_handlers = {
-            'Version': grpc.unary_unary_rpc_method_handler(
-                    servicer.Version,
-                    request_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
-                    response_serializer=containerd_dot_services_dot_version_dot_v1_dot_version__pb2.VersionResponse.SerializeToString,
-            ),
-    }
-    generic_handler = grpc.method_handlers_generic_handler(
-            'containerd.services.version.v1.Version', rpc_method_handlers)
-    server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('containerd.services.version.v1.Version', rpc_method_handlers)
-
-
- # This class is part of an EXPERIMENTAL API.
 class Version:
     """Missing associated documentation comment in .proto file."""
 

@@ -39,11 +39,3 @@ class VersionAsyncStub(VersionStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Version: _aio.UnaryUnaryMultiCallable[_empty_pb2.Empty, _version_pb2.VersionResponse]  # type: ignore[assignment]
 
-class VersionServicer:
-    def Version(
-        self,
-        request: _empty_pb2.Empty,
-        context: _ServicerContext,
-    ) -> _typing.Union[_version_pb2.VersionResponse, _abc.Awaitable[_version_pb2.VersionResponse]]: ...
-
-def add_VersionServicer_to_server(servicer: VersionServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -42,31 +42,6 @@ class EventsStub:
                 _registered_method=True)
 
 
-class EventsServicer:
-    """Missing associated documentation comment in .proto file."""
-
-    def Forward(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-
-def add_EventsServicer_to_server(servicer, server):
-    rpc_method_handlers = {
-            'Forward': grpc.unary_unary_rpc_method_handler(
-                    servicer.Forward,
-                    request_deserializer=containerd_dot_services_dot_events_dot_ttrpc_dot_v1_dot_events__pb2.ForwardRequest.FromString,
-                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
-            ),
-    }
-    generic_handler = grpc.method_handlers_generic_handler(
-            'containerd.services.events.ttrpc.v1.Events', rpc_method_handlers)
-    server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('containerd.services.events.ttrpc.v1.Events', rpc_method_handlers)
-
-
- # This class is part of an EXPERIMENTAL API.
 class Events:
     """Missing associated documentation comment in .proto file."""
 

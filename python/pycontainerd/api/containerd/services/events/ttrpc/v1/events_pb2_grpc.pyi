@@ -39,11 +39,3 @@ class EventsAsyncStub(EventsStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Forward: _aio.UnaryUnaryMultiCallable[_events_pb2.ForwardRequest, _empty_pb2.Empty]  # type: ignore[assignment]
 
-class EventsServicer:
-    def Forward(
-        self,
-        request: _events_pb2.ForwardRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]: ...
-
-def add_EventsServicer_to_server(servicer: EventsServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
