@@ -467,22 +467,22 @@ def test_stress_commits_and_deletes_racing_collections(env: Env) -> None:
 # --- extension: a source for a table the store does not have yet --------------------------
 
 
-class ContainersSource:
-    """A made-up containers table: each row keeps the blob its ``image`` column names."""
+class WidgetsSource:
+    """A made-up table of widgets: each row keeps what its labels name."""
 
-    tables: tuple[str, ...] = ("containers",)
-    types: frozenset[int] = frozenset({ResourceType.CONTAINER})
+    tables: tuple[str, ...] = ("widgets",)
+    types: frozenset[int] = frozenset({ResourceType.TASK})
     triggers: tuple[Trigger, ...] = (
-        Trigger("containers", str(int(ResourceType.CONTAINER)), "NEW.namespace", "NEW.id"),
+        Trigger("widgets", str(int(ResourceType.TASK)), "NEW.namespace", "NEW.id"),
     )
 
     def scan_roots(self, tx: sqlite3.Connection, now: int, emit: Emit) -> None:
-        for ns, cid in tx.execute("SELECT namespace, id FROM containers"):
-            emit(Node(ResourceType.CONTAINER, ns, cid))
+        for ns, cid in tx.execute("SELECT namespace, id FROM widgets"):
+            emit(Node(ResourceType.TASK, ns, cid))
 
     def references(self, tx: sqlite3.Connection, node: Node, emit: Emit) -> None:
         row = tx.execute(
-            "SELECT labels FROM containers WHERE namespace = ? AND id = ?",
+            "SELECT labels FROM widgets WHERE namespace = ? AND id = ?",
             (node.namespace, node.key),
         ).fetchone()
         if row is not None:
@@ -496,16 +496,16 @@ class ContainersSource:
 
 
 def test_a_source_plugs_in_once_its_table_exists(env: Env) -> None:
-    gc = GarbageCollector(env.db, sources=[*default_sources(), ContainersSource()])
+    gc = GarbageCollector(env.db, sources=[*default_sources(), WidgetsSource()])
     gc.add_content_store(env.content)
-    kept = env.put(b"container image")
-    gc.garbage_collect()  # no containers table: the source takes no part
+    kept = env.put(b"widget image")
+    gc.garbage_collect()  # no widgets table: the source takes no part
     assert env.digests() == set()
-    kept = env.put(b"container image")
+    kept = env.put(b"widget image")
     with env.db.update() as tx:
-        tx.execute("CREATE TABLE containers (namespace TEXT, id TEXT, labels TEXT)")
+        tx.execute("CREATE TABLE widgets (namespace TEXT, id TEXT, labels TEXT)")
         tx.execute(
-            "INSERT INTO containers VALUES ('ns', 'c1', ?)", (json.dumps({f"{REF}.img": kept}),)
+            "INSERT INTO widgets VALUES ('ns', 'c1', ?)", (json.dumps({f"{REF}.img": kept}),)
         )
     gc.garbage_collect()
     assert env.digests() == {kept}

@@ -1,5 +1,6 @@
 """The metadata store: SQLite in WAL mode, every change a transaction, every record namespaced."""
 
+from pycontainerd.metadata.containers import ContainerStore
 from pycontainerd.metadata.content import ContentStore, NamespacedContentStore
 from pycontainerd.metadata.db import DB, SCHEMA_VERSION
 from pycontainerd.metadata.gc import GarbageCollector, GCStats
@@ -12,6 +13,7 @@ from pycontainerd.namespaces import Namespace
 __all__ = [
     "DB",
     "SCHEMA_VERSION",
+    "ContainerStore",
     "ContentStore",
     "GCStats",
     "GarbageCollector",

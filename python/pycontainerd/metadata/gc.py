@@ -54,12 +54,14 @@ __all__ = [
     "LABEL_GC_REF_SNAPSHOT",
     "LABEL_GC_ROOT",
     "SWEEP_BATCH",
+    "ContainerSource",
     "ContentSource",
     "GCStats",
     "GarbageCollector",
     "ImageSource",
     "LeaseSource",
     "ResourceType",
+    "SnapshotSource",
     "Source",
     "Trigger",
     "default_sources",
@@ -254,6 +256,103 @@ class ImageSource:
         return set()
 
 
+class ContainerSource:
+    """Container records (``containers``): roots, never swept.
+
+    As containerd's ``scanRoots``: a container holds its snapshot (``SNAPSHOTTER/KEY``) and
+    what its ``containerd.io/gc.ref.*`` labels name.
+    """
+
+    tables: tuple[str, ...] = ("containers",)
+    types: frozenset[int] = frozenset({ResourceType.CONTAINER})
+    triggers: tuple[Trigger, ...] = (
+        Trigger("containers", str(int(ResourceType.CONTAINER)), "NEW.namespace", "NEW.id"),
+    )
+
+    @staticmethod
+    def _emit(ns: str, snapshotter: str, key: str, labels: str, emit: Emit) -> None:
+        if snapshotter:
+            emit(_node(ResourceType.SNAPSHOT, ns, f"{snapshotter}/{key}"))
+        label_refs(ns, _labels(labels), emit)
+
+    def scan_roots(self, tx: sqlite3.Connection, now: int, emit: Emit) -> None:
+        rows = tx.execute("SELECT namespace, snapshotter, snapshot_key, labels FROM containers")
+        for ns, snapshotter, key, labels in rows:
+            self._emit(ns, snapshotter, key, labels, emit)
+
+    def references(self, tx: sqlite3.Connection, node: Node, emit: Emit) -> None:
+        row = tx.execute(
+            "SELECT snapshotter, snapshot_key, labels FROM containers "
+            "WHERE namespace = ? AND id = ?",
+            (node.namespace, node.key),
+        ).fetchone()
+        if row is not None:
+            self._emit(node.namespace, row[0], row[1], row[2], emit)
+
+    def scan_all(self, tx: sqlite3.Connection, emit: Emit) -> None:
+        return None
+
+    def remove(self, tx: sqlite3.Connection, nodes: Sequence[Node]) -> set[str]:
+        return set()
+
+
+class SnapshotSource:
+    """Snapshot records (``snapshots``): containerd's snapshot nodes, ``SNAPSHOTTER/KEY``.
+
+    Roots are snapshots labelled ``containerd.io/gc.root``. A snapshot refers to its parent
+    (a flat one to a flat parent) and, unless flat, to what its ``gc.ref`` labels name. A
+    swept record leaves its backend holding garbage: the ``snapshots`` cleaner removes it.
+    """
+
+    tables: tuple[str, ...] = ("snapshots",)
+    types: frozenset[int] = frozenset({ResourceType.SNAPSHOT, SNAPSHOT_FLAT})
+    triggers: tuple[Trigger, ...] = (
+        Trigger(
+            "snapshots",
+            str(int(ResourceType.SNAPSHOT)),
+            "NEW.namespace",
+            "NEW.snapshotter || '/' || NEW.key",
+        ),
+    )
+
+    def scan_roots(self, tx: sqlite3.Connection, now: int, emit: Emit) -> None:
+        rows = tx.execute(
+            "SELECT namespace, snapshotter, key, labels FROM snapshots WHERE instr(labels, ?) > 0",
+            (json.dumps(LABEL_GC_ROOT),),
+        )
+        for ns, snapshotter, key, labels in rows:
+            if LABEL_GC_ROOT in _labels(labels):
+                emit(_node(ResourceType.SNAPSHOT, ns, f"{snapshotter}/{key}"))
+
+    def references(self, tx: sqlite3.Connection, node: Node, emit: Emit) -> None:
+        snapshotter, _, key = node.key.partition("/")
+        row = tx.execute(
+            "SELECT parent, labels FROM snapshots "
+            "WHERE namespace = ? AND snapshotter = ? AND key = ?",
+            (node.namespace, snapshotter, key),
+        ).fetchone()
+        if row is None:
+            return
+        parent, labels = row
+        if parent:
+            emit(Node(node.type, node.namespace, f"{snapshotter}/{parent}"))
+        if node.type == ResourceType.SNAPSHOT:
+            label_refs(node.namespace, _labels(labels), emit)
+
+    def scan_all(self, tx: sqlite3.Connection, emit: Emit) -> None:
+        for ns, snapshotter, key in tx.execute("SELECT namespace, snapshotter, key FROM snapshots"):
+            emit(_node(ResourceType.SNAPSHOT, ns, f"{snapshotter}/{key}"))
+
+    def remove(self, tx: sqlite3.Connection, nodes: Sequence[Node]) -> set[str]:
+        rows = [(n.namespace, *n.key.partition("/")[::2]) for n in nodes]
+        tx.executemany(
+            "DELETE FROM snapshots WHERE namespace = ? AND snapshotter = ? AND key = ?", rows
+        )
+        for ns, snapshotter, key in rows:
+            log.debug("gc: removed snapshot %s/%s in namespace %s", snapshotter, key, ns)
+        return {"snapshots"} if nodes else set()
+
+
 def _resource_node(namespace: str, rtype: str, rid: str, *, flat: bool) -> Node | None:
     if rtype == "content":
         return _node(CONTENT_FLAT if flat else ResourceType.CONTENT, namespace, rid)
@@ -343,7 +442,13 @@ class LeaseSource:
 
 def default_sources() -> tuple[Source, ...]:
     """The sources of every built-in kind of record (fresh: a source may keep state)."""
-    return (LeaseSource(), ImageSource(), ContentSource())
+    return (
+        LeaseSource(),
+        ImageSource(),
+        ContentSource(),
+        ContainerSource(),
+        SnapshotSource(),
+    )
 
 
 @dataclass

@@ -97,4 +97,24 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE INDEX snapshots_by_parent ON snapshots (namespace, snapshotter, parent);
     CREATE UNIQUE INDEX snapshots_by_backend_key ON snapshots (snapshotter, backend_key);
     """,
+    # 6: containers; every Any (spec, runtime options, extensions) as type URL and raw bytes.
+    """
+    CREATE TABLE containers (
+        namespace            TEXT NOT NULL REFERENCES namespaces(name),
+        id                   TEXT NOT NULL,
+        runtime_name         TEXT NOT NULL,
+        runtime_options_type TEXT,
+        runtime_options      BLOB,
+        spec_type            TEXT,
+        spec                 BLOB,
+        labels               TEXT NOT NULL DEFAULT '{}',
+        image                TEXT NOT NULL DEFAULT '',
+        snapshotter          TEXT NOT NULL DEFAULT '',
+        snapshot_key         TEXT NOT NULL DEFAULT '',
+        extensions           TEXT NOT NULL DEFAULT '{}',
+        created_at           INTEGER NOT NULL,
+        updated_at           INTEGER NOT NULL,
+        PRIMARY KEY (namespace, id)
+    ) WITHOUT ROWID;
+    """,
 )
