@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pycontainerd.content import plugin as content_plugin
 from pycontainerd.daemon.services import (
+    containers,
     content,
     events,
     health,
@@ -30,11 +31,13 @@ REGISTRATIONS: tuple[Registration, ...] = (
     snapshots_plugin.native_registration,
     content.service_registration,
     leases.service_registration,
+    snapshots.service_registration,
     content.registration,
     leases.registration,
     version.registration,
     namespaces.registration,
     images.registration,
+    containers.registration,
     snapshots.registration,
     events.registration,
     introspection.registration,

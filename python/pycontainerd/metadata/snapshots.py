@@ -6,19 +6,22 @@ the metadata database (only ``containerd.io/snapshot/`` labels are passed down);
 the mounts come from the backend. The backend's call runs inside the metadata transaction, so a
 failure on either side leaves neither changed.
 
-Garbage collection of snapshots (a ``Source`` for the collector) is a later task: removal is
-immediate here, and a snapshot no longer referenced stays until removed.
+Garbage collection: the collector's ``SnapshotSource`` sweeps records no root reaches; then
+:meth:`SnapshotStore.clean` removes from each backend the snapshots no namespace records,
+children first, and deletes their files after the database lock is released.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Mapping
 
 from pycontainerd import errdefs, fieldpath, filters
 from pycontainerd.metadata.db import DB, register_holdings
+from pycontainerd.metadata.leases import add_resource_tx, remove_resource_tx
 from pycontainerd.metadata.namespaces import ensure_namespace
 from pycontainerd.mount import Mount
 from pycontainerd.snapshots import (
@@ -32,6 +35,8 @@ from pycontainerd.snapshots import (
 )
 
 __all__ = ["NamespacedSnapshotter", "SnapshotStore"]
+
+log = logging.getLogger(__name__)
 
 _COLUMNS = "key, backend_key, parent, labels, created_at, updated_at"
 
@@ -61,27 +66,85 @@ class SnapshotStore:
     def names(self) -> list[str]:
         return list(self._snapshotters)
 
-    def namespaced(self, namespace: str, snapshotter: str) -> NamespacedSnapshotter:
+    def namespaced(
+        self, namespace: str, snapshotter: str, *, lease: str | None = None
+    ) -> NamespacedSnapshotter:
+        """``snapshotter`` as seen from ``namespace``; what it creates joins ``lease``."""
         if not snapshotter:
             raise errdefs.InvalidArgument("snapshotter argument missing")
         backend = self._snapshotters.get(snapshotter)
         if backend is None:
             raise errdefs.InvalidArgument(f"snapshotter not loaded: {snapshotter}")
-        return NamespacedSnapshotter(self._db, namespace, snapshotter, backend)
+        return NamespacedSnapshotter(self._db, namespace, snapshotter, backend, lease=lease)
+
+    def clean(self) -> int:
+        """Remove from every backend what no namespace records; the count removed."""
+        removed = 0
+        for name, backend in self._snapshotters.items():
+            with self._db.update() as tx:
+                live = {
+                    str(row[0])
+                    for row in tx.execute(
+                        "SELECT backend_key FROM snapshots WHERE snapshotter = ?", (name,)
+                    )
+                }
+                infos: list[Info] = []
+                backend.walk(infos.append)
+                doomed = {i.name: i.parent for i in infos if i.name not in live}
+                # children first: a parent goes once none of its children is left
+                while doomed:
+                    parents = set(doomed.values())
+                    leaves = [k for k in doomed if k not in parents]
+                    if not leaves:  # a cycle cannot be; refuse to loop
+                        log.error("snapshots %s: parent cycle among %s", name, sorted(doomed))
+                        break
+                    for key in leaves:
+                        _forget(backend, key)
+                        del doomed[key]
+                        removed += 1
+            backend.cleanup()
+        return removed
 
     def close(self) -> None:
         for backend in self._snapshotters.values():
             backend.close()
 
 
+def _forget(backend: Snapshotter, key: str) -> None:
+    """Remove ``key`` from ``backend``, leaving the files to its ``cleanup`` when it can."""
+    forget = getattr(backend, "forget", None)
+    if callable(forget):
+        forget(key)
+    else:
+        backend.remove(key)
+
+
 class NamespacedSnapshotter:
     """One backend snapshotter as seen from one namespace: a :class:`Snapshotter` itself."""
 
-    def __init__(self, db: DB, namespace: str, name: str, backend: Snapshotter) -> None:
+    def __init__(
+        self,
+        db: DB,
+        namespace: str,
+        name: str,
+        backend: Snapshotter,
+        *,
+        lease: str | None = None,
+    ) -> None:
         self._db = db
         self.namespace = namespace
         self.name = name
         self._backend = backend
+        self.lease = lease
+
+    def _lease_add(self, tx: sqlite3.Connection, key: str) -> None:
+        """A snapshot made under a lease belongs to it (containerd's ``addSnapshotLease``)."""
+        if self.lease:
+            add_resource_tx(tx, self.namespace, self.lease, f"snapshots/{self.name}", key)
+
+    def _lease_remove(self, tx: sqlite3.Connection, key: str) -> None:
+        if self.lease:
+            remove_resource_tx(tx, self.namespace, self.lease, f"snapshots/{self.name}", key)
 
     def _row(
         self, tx: sqlite3.Connection, key: str
@@ -178,6 +241,7 @@ class NamespacedSnapshotter:
                 )
             except sqlite3.IntegrityError:
                 raise errdefs.AlreadyExists(f'snapshot "{key}": already exists') from None
+            self._lease_add(tx, key)
             inherited = _inherited(labels)
             if kind == Kind.ACTIVE:
                 return self._backend.prepare(bkey, bparent, labels=inherited)
@@ -215,6 +279,8 @@ class NamespacedSnapshotter:
                 "DELETE FROM snapshots WHERE namespace = ? AND snapshotter = ? AND key = ?",
                 (self.namespace, self.name, key),
             )
+            self._lease_remove(tx, key)
+            self._lease_add(tx, name)
             self._backend.commit(nbkey, bkey, labels=_inherited(labels))
 
     def remove(self, key: str) -> None:
@@ -233,7 +299,10 @@ class NamespacedSnapshotter:
                 "DELETE FROM snapshots WHERE namespace = ? AND snapshotter = ? AND key = ?",
                 (self.namespace, self.name, key),
             )
-            self._backend.remove(bkey)
+            self._lease_remove(tx, key)
+            _forget(self._backend, bkey)
+            self._db.mark_dirty()  # its parents may now be garbage
+        self._backend.cleanup()
 
     def walk(self, fn: WalkFunc, *filter_strings: str) -> None:
         match = filters.parse(*filter_strings)

@@ -130,14 +130,17 @@ class LocalSnapshotter(ABC):
             self._ms.commit(tx, name, key, labels or {}, usage)
 
     def remove(self, key: str) -> None:
+        self.forget(key)
+        self.cleanup()
+
+    def forget(self, key: str) -> None:
+        """Remove ``key``'s record and set its directory aside for :meth:`cleanup` (quick: a
+        caller holding a lock deletes the files after releasing it)."""
         with self._ms.transaction(write=True) as tx:
             rec = self._ms.remove(tx, key)
             path = self._dir(rec.id)
-            doomed = self.root / "snapshots" / f"rm-{rec.id}"
             if path.exists():
-                path.rename(doomed)
-        # the record is gone: the directory is garbage whatever happens next
-        shutil.rmtree(doomed, ignore_errors=True)
+                path.rename(self.root / "snapshots" / f"rm-{rec.id}")
 
     def walk(self, fn: WalkFunc, *filter_strings: str) -> None:
         match = filters.parse(*filter_strings)
@@ -148,11 +151,16 @@ class LocalSnapshotter(ABC):
                 fn(info)
 
     def cleanup(self) -> None:
+        base = self.root / "snapshots"
+        # Under the lock no create is populating a directory: whatever no record names is
+        # renamed aside there, and deleted after.
         with self._ms.transaction() as tx:
             live = {str(i) for i in self._ms.ids(tx)}
-        base = self.root / "snapshots"
+            for entry in os.listdir(base):
+                if entry not in live and not entry.startswith("rm-"):
+                    os.rename(base / entry, base / f"rm-{entry}")
         for entry in os.listdir(base):
-            if entry not in live:
+            if entry.startswith("rm-"):
                 shutil.rmtree(base / entry, ignore_errors=True)
 
     def close(self) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Final, Protocol
 
 from pycontainerd import errdefs, identifiers
 from pycontainerd.daemon.rpc import RPCServer, ServicerContext
 from pycontainerd.namespaces import NAMESPACE_HEADER
 
-__all__ = ["NAMESPACE_HEADER", "GRPCService", "namespace_of"]
+__all__ = ["LEASE_HEADER", "NAMESPACE_HEADER", "GRPCService", "lease_of", "namespace_of"]
+
+#: gRPC metadata key naming the lease a call's objects belong to.
+LEASE_HEADER: Final = "containerd-lease"
 
 
 class GRPCService(Protocol):
@@ -24,3 +27,11 @@ def namespace_of(context: ServicerContext) -> str:
             identifiers.validate(value)
             return value
     raise errdefs.FailedPrecondition("namespace is required")
+
+
+def lease_of(context: ServicerContext) -> str | None:
+    """The lease the call names, if any."""
+    for key, value in context.invocation_metadata() or ():
+        if key == LEASE_HEADER and value:
+            return value
+    return None

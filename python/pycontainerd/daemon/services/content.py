@@ -25,7 +25,7 @@ from pycontainerd.api.containerd.events import content_pb2 as events_pb2
 from pycontainerd.api.containerd.services.content.v1 import content_pb2
 from pycontainerd.content import Info, ReaderAt, Status, Store, Writer
 from pycontainerd.daemon.rpc import AbortError, RPCServer, ServicerContext
-from pycontainerd.daemon.services.base import namespace_of
+from pycontainerd.daemon.services.base import LEASE_HEADER, lease_of, namespace_of
 from pycontainerd.daemon.services.events import publisher
 from pycontainerd.descriptor import Descriptor
 from pycontainerd.errdefs import Code
@@ -47,8 +47,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: gRPC metadata key naming the lease a call's objects belong to.
-LEASE_HEADER: Final = "containerd-lease"
 #: The most bytes one Read response carries, as containerd's.
 READ_CHUNK: Final = 1 << 20
 #: Infos per List response, as containerd's.
@@ -95,14 +93,6 @@ def status_to_proto(status: Status) -> content_pb2.Status:
         started_at=_timestamp(status.started_at),
         updated_at=_timestamp(status.updated_at),
     )
-
-
-def lease_of(context: ServicerContext) -> str | None:
-    """The lease the call names, if any."""
-    for key, value in context.invocation_metadata() or ():
-        if key == LEASE_HEADER and value:
-            return value
-    return None
 
 
 def _open_read(

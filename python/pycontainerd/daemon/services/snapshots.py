@@ -13,13 +13,15 @@ from google.protobuf import empty_pb2
 
 from pycontainerd.api.containerd.services.snapshots.v1 import snapshots_pb2
 from pycontainerd.daemon.rpc import RPCServer, ServicerContext
-from pycontainerd.daemon.services.base import namespace_of
+from pycontainerd.daemon.services.base import lease_of, namespace_of
+from pycontainerd.gc.scheduler import gc_scheduler
 from pycontainerd.metadata import DB, NamespacedSnapshotter, SnapshotStore
+from pycontainerd.metadata.gc import GarbageCollector
 from pycontainerd.plugin import InitContext, Registration, Type
 from pycontainerd.snapshots import Info, Snapshotter
 from pycontainerd.snapshots.proto import info_from_proto, info_to_proto, mounts_to_proto
 
-__all__ = ["SnapshotsService", "registration"]
+__all__ = ["SnapshotsService", "registration", "service_registration"]
 
 #: Infos per List response, as containerd batches them.
 _BATCH = 100
@@ -35,7 +37,7 @@ class SnapshotsService:
         server.add_service(snapshots_pb2.DESCRIPTOR.services_by_name["Snapshots"], self)
 
     def _sn(self, name: str, context: ServicerContext) -> NamespacedSnapshotter:
-        return self._store.namespaced(namespace_of(context), name)
+        return self._store.namespaced(namespace_of(context), name, lease=lease_of(context))
 
     async def Prepare(
         self, request: snapshots_pb2.PrepareSnapshotRequest, context: ServicerContext
@@ -116,16 +118,34 @@ class SnapshotsService:
         return empty_pb2.Empty()
 
 
-def _init(ic: InitContext) -> SnapshotsService:
+def _init_store(ic: InitContext) -> SnapshotStore:
     db = ic.get(Type.METADATA)
     assert isinstance(db, DB)
     backends: dict[str, Snapshotter] = {}
     for name, instance in ic.plugins.instances(Type.SNAPSHOT).items():
         assert isinstance(instance, Snapshotter)
         backends[name] = instance
-    return SnapshotsService(SnapshotStore(db, backends))
+    store = SnapshotStore(db, backends)
+    # the collector removes from the backends what no namespace records any more
+    gc = gc_scheduler(ic)
+    if gc is not None and isinstance(gc.collector, GarbageCollector):
+        gc.collector.register_cleaner(
+            "snapshots", lambda stats: stats.count("snapshot backends", store.clean())
+        )
+    return store
 
 
-registration = Registration(
-    type=Type.GRPC, id="snapshots", init=_init, requires=(Type.METADATA, Type.SNAPSHOT)
+def _init(ic: InitContext) -> SnapshotsService:
+    store = ic.get(Type.SERVICE, "snapshots-service")
+    assert isinstance(store, SnapshotStore)
+    return SnapshotsService(store)
+
+
+service_registration = Registration(
+    type=Type.SERVICE,
+    id="snapshots-service",
+    init=_init_store,
+    requires=(Type.METADATA, Type.SNAPSHOT, Type.GC),
 )
+
+registration = Registration(type=Type.GRPC, id="snapshots", init=_init, requires=(Type.SERVICE,))
