@@ -36,6 +36,8 @@ class ApplyStats:
     fifos: int
     whiteouts: int
     file_bytes: int
+    #: Parent directories made because the layer did not name them before their entries.
+    implicit_dirs: int = 0
 
 
 def apply_layer(

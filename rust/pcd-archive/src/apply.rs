@@ -168,6 +168,7 @@ pub(crate) fn extract(
         ap.has_last = true;
     }
     ap.finish_dirs()?;
+    ap.stats.implicit_dirs = ap.root.implicit_dirs();
     let after = ap.after();
     input.drain().map_err(|e| {
         input_error(

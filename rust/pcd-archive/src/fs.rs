@@ -84,6 +84,8 @@ pub(crate) struct Root {
     root: Rc<DirFd>,
     use_openat2: bool,
     cache: HashMap<Box<[u8]>, Rc<DirFd>>,
+    /// Directories made because an entry's parent was missing (not named by the archive).
+    implicit_dirs: std::cell::Cell<u64>,
 }
 
 /// Opens the root directory (following symlinks in the caller-given path: that path is trusted).
@@ -130,7 +132,13 @@ impl Root {
             root: Rc::new(DirFd::new(fd)),
             use_openat2,
             cache: HashMap::new(),
+            implicit_dirs: std::cell::Cell::new(0),
         }
+    }
+
+    /// How many missing parent directories were made so far.
+    pub(crate) fn implicit_dirs(&self) -> u64 {
+        self.implicit_dirs.get()
     }
 
     /// Forgets cached directories: called whenever something was removed or replaced.
@@ -227,7 +235,8 @@ impl Root {
                     Err(Errno::ENOENT) if create && made < 3 => {
                         made += 1;
                         match mkdirat(cur, comp.as_slice(), Mode::from_bits_truncate(0o755)) {
-                            Ok(()) | Err(Errno::EEXIST) => {}
+                            Ok(()) => self.implicit_dirs.set(self.implicit_dirs.get() + 1),
+                            Err(Errno::EEXIST) => {}
                             Err(e) => return Err(e.into()),
                         }
                     }

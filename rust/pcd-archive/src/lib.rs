@@ -151,6 +151,9 @@ pub struct ApplyStats {
     pub whiteouts: u64,
     /// Regular-file data bytes written.
     pub file_bytes: u64,
+    /// Parent directories made because the archive did not name them before their entries
+    /// (an overlay upper applied without its parents gets them with default metadata).
+    pub implicit_dirs: u64,
 }
 
 /// Chunks in flight between the decompressing and the extracting thread.

@@ -916,3 +916,23 @@ fn owners_in_setgid_and_foreign_group_directories() {
         }
     }
 }
+
+#[test]
+fn implicit_parent_directories_are_counted() {
+    let mut w = W::new();
+    w.dir("named/").file("named/f", b"1");
+    w.file("a/b/c/f", b"2").file("a/b/g", b"3");
+    let tar = w.finish();
+    for o in variants(&overlay()) {
+        let d = tmp();
+        let stats = ok(&tar, d.path(), &o);
+        // a, a/b and a/b/c were made for "a/b/c/f"; "named" was in the archive
+        assert_eq!(stats.implicit_dirs, 3, "{o:?}");
+        assert_eq!(stats.dirs, 1);
+        assert!(d.path().join("a/b/c/f").is_file());
+    }
+    let mut w = W::new();
+    w.dir("x/").file("x/f", b"1");
+    let d = tmp();
+    assert_eq!(ok(&w.finish(), d.path(), &opts()).implicit_dirs, 0);
+}

@@ -73,6 +73,7 @@ fn apply_layer<'py>(
     out.set_item("devices", stats.devices)?;
     out.set_item("fifos", stats.fifos)?;
     out.set_item("whiteouts", stats.whiteouts)?;
+    out.set_item("implicit_dirs", stats.implicit_dirs)?;
     out.set_item("file_bytes", stats.file_bytes)?;
     Ok(out)
 }
