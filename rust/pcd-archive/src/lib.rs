@@ -15,6 +15,7 @@
 //! ```
 
 mod apply;
+mod diff;
 mod error;
 mod fs;
 mod stream;
@@ -25,6 +26,7 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::mpsc::sync_channel;
 
+pub use diff::{write_diff, write_diff_file, DiffError, DiffOptions, DiffStats};
 pub use error::{ApplyError, ErrorKind, Target};
 
 use stream::{InputError, Producer, Source, StreamError};

@@ -68,6 +68,26 @@ pub fn lgetxattr(path: &CStr, name: &CStr) -> io::Result<Option<Vec<u8>>> {
     }
 }
 
+/// Sets the extended attribute `name` of `path` to `value` (not following a final symlink).
+pub fn lsetxattr(path: &CStr, name: &CStr, value: &[u8]) -> io::Result<()> {
+    // SAFETY: `path` and `name` are NUL-terminated and outlive the call; `value` points to
+    // `value.len()` initialised bytes, which the kernel only reads.
+    let rc = unsafe {
+        libc::lsetxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,6 +102,14 @@ mod tests {
         let names = llistxattr(&path).unwrap();
         assert!(names.iter().all(|n| !n.is_empty()));
         assert_eq!(lgetxattr(&path, c"user.pcd-sys-absent").unwrap(), None);
+        lsetxattr(&path, c"user.pcd-sys", b"v").unwrap();
+        assert_eq!(
+            lgetxattr(&path, c"user.pcd-sys").unwrap(),
+            Some(b"v".to_vec())
+        );
+        assert!(llistxattr(&path)
+            .unwrap()
+            .contains(&b"user.pcd-sys".to_vec()));
         std::fs::remove_file(&dir).unwrap();
         assert!(llistxattr(&path).is_err());
     }

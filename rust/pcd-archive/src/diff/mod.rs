@@ -1,0 +1,496 @@
+//! Layer diff: containerd's `archive.WriteDiff` over continuity's `fs.Changes`.
+//!
+//! Two trees are compared path by path in lexical order (a double walk), or, for an overlayfs
+//! upper directory, the upper directory is read alone against the lower tree. Each change is
+//! written as containerd's `ChangeWriter` writes it: additions and modifications with their
+//! metadata, deletions as `.wh.NAME` whiteouts, unchanged parents of changed entries included,
+//! hard links within the layer as tar links. The tar stream is compressed while both the diff
+//! ID (sha256 of the tar) and the digest of the compressed output are computed.
+
+mod meta;
+mod tarw;
+mod walk;
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::{Compression, ErrorKind};
+use meta::Meta;
+use tarw::{Header, TarWriter};
+
+/// How to write a diff.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiffOptions {
+    /// Compression of the output (default gzip, as containerd's differ).
+    pub compression: Compression,
+    /// `upper` is an overlayfs upper directory (whiteouts as 0/0 character devices, opaque
+    /// directories marked `trusted.overlay.opaque=y`) to be read alone against `lower`, instead
+    /// of a full view of the new tree.
+    pub upperdir: bool,
+    /// Compression level (gzip 0-9, zstd 1-22); `None` for each format's default (6, 3).
+    pub level: Option<u32>,
+}
+
+impl Default for DiffOptions {
+    fn default() -> Self {
+        DiffOptions {
+            compression: Compression::Gzip,
+            upperdir: false,
+            level: None,
+        }
+    }
+}
+
+/// What a diff wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DiffStats {
+    /// `sha256:<hex>` of the written (compressed) blob.
+    pub digest: String,
+    /// Bytes of the written blob.
+    pub size: u64,
+    /// `sha256:<hex>` of the uncompressed tar stream.
+    pub diff_id: String,
+    /// Bytes of the uncompressed tar stream.
+    pub uncompressed_size: u64,
+    /// Archive entries written (PAX extension headers not counted).
+    pub entries: u64,
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub hardlinks: u64,
+    pub devices: u64,
+    pub fifos: u64,
+    pub whiteouts: u64,
+    /// Regular-file data bytes written.
+    pub file_bytes: u64,
+}
+
+/// Why a diff could not be written. Messages are lowercase and name the path:
+/// `write diff: lower "/x": not found`.
+#[derive(Debug, thiserror::Error)]
+pub enum DiffError {
+    /// The lower or upper tree does not exist (or is not a directory).
+    #[error("write diff: {what} {path:?}: not found")]
+    NotFound { what: &'static str, path: PathBuf },
+    /// The trees cannot be compared as asked (an upper directory using overlayfs redirects).
+    #[error("write diff: {path:?}: {reason}")]
+    InvalidArgument { path: PathBuf, reason: String },
+    /// A system call failed; `source` keeps the errno.
+    #[error("write diff: {path:?}: {op}: {source}")]
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl DiffError {
+    /// The containerd error kind this error maps to.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            DiffError::NotFound { .. } => ErrorKind::NotFound,
+            DiffError::InvalidArgument { .. } => ErrorKind::InvalidArgument,
+            DiffError::Io { .. } => ErrorKind::Unknown,
+        }
+    }
+
+    pub(crate) fn io(path: &Path, op: &'static str, source: io::Error) -> Self {
+        DiffError::Io {
+            path: path.to_path_buf(),
+            op,
+            source,
+        }
+    }
+}
+
+/// A writer that hashes and counts what passes through it.
+struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<W> Hashing<W> {
+    fn new(inner: W) -> Self {
+        Hashing {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
+    }
+
+    fn finish(self) -> (W, String, u64) {
+        let hex: String = self
+            .hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        (self.inner, format!("sha256:{hex}"), self.count)
+    }
+}
+
+enum Encoder<W: Write> {
+    Plain(W),
+    Gzip(flate2::write::GzEncoder<W>),
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+}
+
+impl<W: Write> Write for Encoder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Encoder::Plain(w) => w.write(buf),
+            Encoder::Gzip(w) => w.write(buf),
+            Encoder::Zstd(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Encoder::Plain(w) => w.flush(),
+            Encoder::Gzip(w) => w.flush(),
+            Encoder::Zstd(w) => w.flush(),
+        }
+    }
+}
+
+impl<W: Write> Encoder<W> {
+    fn new(out: W, compression: Compression, level: Option<u32>) -> io::Result<Self> {
+        Ok(match compression {
+            Compression::Uncompressed => Encoder::Plain(out),
+            Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
+                out,
+                flate2::Compression::new(level.unwrap_or(6).min(9)),
+            )),
+            Compression::Zstd => {
+                let level = level.map_or(3, |l| i32::try_from(l.min(22)).unwrap_or(3));
+                Encoder::Zstd(zstd::stream::write::Encoder::new(out, level)?)
+            }
+        })
+    }
+
+    fn finish(self) -> io::Result<W> {
+        match self {
+            Encoder::Plain(w) => Ok(w),
+            Encoder::Gzip(w) => w.finish(),
+            Encoder::Zstd(w) => w.finish(),
+        }
+    }
+}
+
+/// The kinds of change continuity's `fs.Changes` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Change {
+    Add,
+    Modify,
+    Delete,
+    /// Reported only for files with several links, so that links to them can be written.
+    Unmodified,
+}
+
+type Out<W> = Hashing<Encoder<Hashing<W>>>;
+
+/// containerd's `ChangeWriter`: turns changes into tar entries.
+pub(crate) struct ChangeWriter<W: Write> {
+    tar: TarWriter<Out<W>>,
+    /// The new tree, whose files are read.
+    source: PathBuf,
+    /// First archived name of each multiply-linked inode `(dev, ino)`.
+    inode_src: HashMap<(u64, u64), Vec<u8>>,
+    /// Unmodified names of an inode not archived yet, linked once it is.
+    inode_refs: HashMap<(u64, u64), Vec<Vec<u8>>>,
+    added_dirs: HashSet<Vec<u8>>,
+    stats: DiffStats,
+    buf: Vec<u8>,
+}
+
+impl<W: Write> ChangeWriter<W> {
+    fn err(&self, rel: &[u8], op: &'static str, e: io::Error) -> DiffError {
+        DiffError::io(&self.path(rel), op, e)
+    }
+
+    fn path(&self, rel: &[u8]) -> PathBuf {
+        self.source.join(std::ffi::OsStr::from_bytes(rel))
+    }
+
+    /// Handles one change of `rel` (a path relative to the roots, without leading slash).
+    pub(crate) fn handle(
+        &mut self,
+        kind: Change,
+        rel: &[u8],
+        meta: Option<&Meta>,
+    ) -> Result<(), DiffError> {
+        if kind == Change::Delete {
+            let (dir, base) = match rel.iter().rposition(|b| *b == b'/') {
+                Some(i) => (&rel[..=i], &rel[i + 1..]),
+                None => (&b""[..], rel),
+            };
+            let mut name = dir.to_vec();
+            name.extend_from_slice(b".wh.");
+            name.extend_from_slice(base);
+            let h = Header {
+                name,
+                typeflag: tarw::REG,
+                ..Header::default()
+            };
+            self.include_parents(&h)?;
+            self.stats.whiteouts += 1;
+            return self.write_header(&h);
+        }
+        let Some(meta) = meta else {
+            return Ok(());
+        };
+        let kind_bits = meta.kind();
+        if kind_bits == libc::S_IFSOCK {
+            return Ok(());
+        }
+        let mut h = Header {
+            name: rel.to_vec(),
+            mode: meta.mode & 0o7777,
+            uid: u64::from(meta.uid),
+            gid: u64::from(meta.gid),
+            mtime: meta.mtime,
+            xattrs: meta.xattrs.clone(),
+            ..Header::default()
+        };
+        match kind_bits {
+            libc::S_IFDIR => {
+                h.typeflag = tarw::DIR;
+                h.name.push(b'/');
+            }
+            libc::S_IFLNK => {
+                h.typeflag = tarw::SYMLINK;
+                let target =
+                    std::fs::read_link(self.path(rel)).map_err(|e| self.err(rel, "readlink", e))?;
+                h.linkname = target.as_os_str().as_bytes().to_vec();
+            }
+            libc::S_IFCHR | libc::S_IFBLK => {
+                h.typeflag = if kind_bits == libc::S_IFCHR {
+                    tarw::CHAR
+                } else {
+                    tarw::BLOCKDEV
+                };
+                h.devmajor = u64::from(libc::major(meta.rdev));
+                h.devminor = u64::from(libc::minor(meta.rdev));
+            }
+            libc::S_IFIFO => h.typeflag = tarw::FIFO,
+            _ => {
+                h.typeflag = tarw::REG;
+                h.size = meta.size;
+            }
+        }
+        let mut additional = Vec::new();
+        if meta.is_linked() {
+            let key = (meta.dev, meta.ino);
+            if let Some(src) = self.inode_src.get(&key) {
+                h.typeflag = tarw::LINK;
+                h.linkname = src.clone();
+                h.size = 0;
+            } else {
+                if kind == Change::Unmodified {
+                    self.inode_refs.entry(key).or_default().push(h.name);
+                    return Ok(());
+                }
+                self.inode_src.insert(key, h.name.clone());
+                additional = self.inode_refs.remove(&key).unwrap_or_default();
+            }
+        } else if kind == Change::Unmodified {
+            return Ok(());
+        }
+        self.include_parents(&h)?;
+        self.write_header(&h)?;
+        match h.typeflag {
+            tarw::REG => {
+                self.stats.files += 1;
+                if h.size > 0 {
+                    self.copy_file(rel, h.size)?;
+                }
+            }
+            tarw::DIR => self.stats.dirs += 1,
+            tarw::SYMLINK => self.stats.symlinks += 1,
+            tarw::LINK => self.stats.hardlinks += 1,
+            tarw::FIFO => self.stats.fifos += 1,
+            _ => self.stats.devices += 1,
+        }
+        let source = h.name.clone();
+        for extra in additional {
+            let link = Header {
+                name: extra,
+                typeflag: tarw::LINK,
+                linkname: source.clone(),
+                size: 0,
+                ..h.clone()
+            };
+            self.include_parents(&link)?;
+            self.write_header(&link)?;
+            self.stats.hardlinks += 1;
+        }
+        Ok(())
+    }
+
+    fn write_header(&mut self, h: &Header) -> Result<(), DiffError> {
+        self.stats.entries += 1;
+        self.tar
+            .header(h)
+            .map_err(|e| DiffError::io(&self.source, "write", e))
+    }
+
+    /// Writes the unchanged parent directories of `h` first, as containerd's `includeParents`.
+    fn include_parents(&mut self, h: &Header) -> Result<(), DiffError> {
+        let name = h.name.strip_suffix(b"/").unwrap_or(&h.name).to_vec();
+        if let Some(i) = name.iter().rposition(|b| *b == b'/') {
+            let parent = name[..i].to_vec();
+            if !parent.is_empty() && !self.added_dirs.contains(&parent) {
+                self.added_dirs.insert(parent.clone());
+                let path = self.path(&parent);
+                let meta = Meta::read(&path)
+                    .map_err(|e| DiffError::io(&path, "stat", e))?
+                    .ok_or_else(|| DiffError::io(&path, "stat", io::ErrorKind::NotFound.into()))?;
+                self.handle(Change::Modify, &parent, Some(&meta))?;
+            }
+        }
+        if h.typeflag == tarw::DIR {
+            self.added_dirs.insert(name);
+        }
+        Ok(())
+    }
+
+    /// Copies exactly `size` bytes of the file into the archive.
+    fn copy_file(&mut self, rel: &[u8], size: u64) -> Result<(), DiffError> {
+        let path = self.path(rel);
+        let mut f = meta::open_regular(&path).map_err(|e| DiffError::io(&path, "open", e))?;
+        let mut left = size;
+        if self.buf.is_empty() {
+            self.buf = vec![0u8; 1 << 20];
+        }
+        while left > 0 {
+            let want = left.min(self.buf.len() as u64) as usize;
+            let n = match f.read(&mut self.buf[..want]) {
+                Ok(0) => {
+                    return Err(DiffError::io(
+                        &path,
+                        "read",
+                        io::Error::other("file shrank while reading"),
+                    ))
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(DiffError::io(&path, "read", e)),
+            };
+            self.tar
+                .data()
+                .write_all(&self.buf[..n])
+                .map_err(|e| DiffError::io(&self.source, "write", e))?;
+            left -= n as u64;
+        }
+        self.stats.file_bytes += size;
+        self.tar
+            .pad(size)
+            .map_err(|e| DiffError::io(&self.source, "write", e))
+    }
+}
+
+fn check_dir(what: &'static str, path: &Path) -> Result<(), DiffError> {
+    match std::fs::metadata(path) {
+        Ok(md) if md.is_dir() => Ok(()),
+        Ok(_) => Err(DiffError::InvalidArgument {
+            path: path.to_path_buf(),
+            reason: format!("{what} is not a directory"),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(DiffError::NotFound {
+            what,
+            path: path.to_path_buf(),
+        }),
+        Err(e) => Err(DiffError::io(path, "stat", e)),
+    }
+}
+
+/// Writes the changes from `lower` to `upper` to `out` as a layer and returns what it wrote.
+///
+/// With `opts.upperdir`, `upper` is an overlayfs upper directory over `lower`; otherwise it is a
+/// complete tree. Entries are written in lexical path order with their parents.
+pub fn write_diff<W: Write>(
+    lower: &Path,
+    upper: &Path,
+    out: W,
+    opts: &DiffOptions,
+) -> Result<DiffStats, DiffError> {
+    check_dir("lower", lower)?;
+    check_dir("upper", upper)?;
+    let io_err = |e| DiffError::io(upper, "write", e);
+    let encoder = Encoder::new(Hashing::new(out), opts.compression, opts.level).map_err(io_err)?;
+    let mut cw = ChangeWriter {
+        tar: TarWriter::new(Hashing::new(encoder)),
+        source: upper.to_path_buf(),
+        inode_src: HashMap::new(),
+        inode_refs: HashMap::new(),
+        added_dirs: HashSet::new(),
+        stats: DiffStats::default(),
+        buf: Vec::new(),
+    };
+    if opts.upperdir {
+        walk::upperdir(lower, upper, &mut cw)?;
+    } else {
+        walk::double(lower, upper, &mut cw)?;
+    }
+    let mut stats = std::mem::take(&mut cw.stats);
+    let tar = cw.tar.finish().map_err(io_err)?;
+    let (encoder, diff_id, uncompressed) = tar.finish();
+    let mut compressed = encoder.finish().map_err(io_err)?;
+    compressed.flush().map_err(io_err)?;
+    let (_, digest, size) = compressed.finish();
+    stats.diff_id = diff_id;
+    stats.uncompressed_size = uncompressed;
+    stats.digest = digest;
+    stats.size = size;
+    Ok(stats)
+}
+
+/// [`write_diff`] into a new file at `out_path` (replacing one that is there). On error the
+/// file is removed: nothing half-written stays.
+pub fn write_diff_file(
+    lower: &Path,
+    upper: &Path,
+    out_path: &Path,
+    opts: &DiffOptions,
+) -> Result<DiffStats, DiffError> {
+    check_dir("lower", lower)?;
+    check_dir("upper", upper)?;
+    let file = File::create(out_path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => DiffError::NotFound {
+            what: "output directory of",
+            path: out_path.to_path_buf(),
+        },
+        _ => DiffError::io(out_path, "create", e),
+    })?;
+    let result = write_diff(lower, upper, BufWriter::with_capacity(1 << 20, &file), opts).and_then(
+        |stats| {
+            file.sync_data()
+                .map_err(|e| DiffError::io(out_path, "sync", e))?;
+            Ok(stats)
+        },
+    );
+    if result.is_err() {
+        let _ = std::fs::remove_file(out_path);
+    }
+    result
+}
