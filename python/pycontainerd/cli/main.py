@@ -10,6 +10,7 @@ from typing import NoReturn
 
 from pycontainerd import errdefs
 from pycontainerd.cli import (
+    containers,
     content,
     events,
     images,
@@ -60,7 +61,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--debug", action="store_true", help="print tracebacks of errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
-    for module in (content, events, images, leases, namespaces, plugins, snapshots, version):
+    for module in (
+        containers,
+        content,
+        events,
+        images,
+        leases,
+        namespaces,
+        plugins,
+        snapshots,
+        version,
+    ):
         module.add_parser(sub)
     return p
 

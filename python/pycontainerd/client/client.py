@@ -20,6 +20,7 @@ from pycontainerd.api.containerd.services.introspection.v1 import (
 )
 from pycontainerd.api.containerd.services.version.v1 import version_pb2_grpc
 from pycontainerd.client.connection import DEFAULT_ADDRESS, Connection
+from pycontainerd.client.containers import ContainersAPI
 from pycontainerd.client.content import ProxyContentStore
 from pycontainerd.client.events import EventsAPI, EventStream
 from pycontainerd.client.images import (
@@ -124,6 +125,7 @@ class Client:
         self._content: ProxyContentStore | None = None
         self._leases: LeasesAPI | None = None
         self.images = ImagesAPI(self)
+        self.containers = ContainersAPI(self)
 
     def __enter__(self) -> Client:
         return self
