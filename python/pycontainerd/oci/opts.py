@@ -332,8 +332,8 @@ def with_mounts(mounts: Iterable[Mount | Mapping[str, Any]]) -> SpecOpt:
 
 
 def without_mounts(*destinations: str) -> SpecOpt:
-    """Remove the mounts at ``destinations``."""
-    dests = set(destinations)
+    """Remove the mounts at ``destinations`` (paths compared cleaned)."""
+    dests = {posixpath.normpath(d) for d in destinations}
 
     def opt(s: Spec) -> None:
         s["mounts"] = [
