@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pycontainerd.content import plugin as content_plugin
+from pycontainerd.daemon import ttrpc as ttrpc_server
 from pycontainerd.daemon.services import (
     containers,
     content,
@@ -13,11 +14,13 @@ from pycontainerd.daemon.services import (
     leases,
     namespaces,
     snapshots,
+    tasks,
     version,
 )
 from pycontainerd.gc import scheduler as gc_scheduler
 from pycontainerd.metadata import plugin as metadata
 from pycontainerd.plugin import Registration
+from pycontainerd.runtime import manager as runtime_manager
 from pycontainerd.snapshots import plugin as snapshots_plugin
 
 __all__ = ["REGISTRATIONS"]
@@ -40,6 +43,9 @@ REGISTRATIONS: tuple[Registration, ...] = (
     containers.registration,
     snapshots.registration,
     events.registration,
+    ttrpc_server.registration,
+    runtime_manager.registration,
+    tasks.registration,
     introspection.registration,
     health.registration,
 )

@@ -1,0 +1,296 @@
+"""The Tasks service against the real daemon, runc and containerd's runc shim (or ours).
+
+Each test runs in a namespace of its own: a busybox layer committed on overlayfs, a container
+record through the Containers service, stdio FIFOs in containerd's client layout, then the
+Tasks calls. Whatever a test leaves running is killed and deleted after it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.protobuf import any_pb2
+
+from pycontainerd import Client, errdefs
+from pycontainerd.api.containerd.services.containers.v1 import containers_pb2, containers_pb2_grpc
+from pycontainerd.api.containerd.services.tasks.v1 import tasks_pb2, tasks_pb2_grpc
+from pycontainerd.api.containerd.types.task import task_pb2
+from pycontainerd.containers import SPEC_TYPE_URL
+from tests.fixtures.containers import Stdio, fill_busybox, oci_spec
+from tests.fixtures.daemon import Daemon
+
+pytestmark = pytest.mark.integration
+
+RUNTIME = "io.containerd.runc.v2"
+SNAPSHOTTER = "overlayfs"
+LAYER = "busybox-layer"
+#: The test's snapshots are its own to remove: the collector leaves them alone.
+ROOT = {"containerd.io/gc.root": "tasks test"}
+
+
+class Runner:
+    """Containers of one test, in their own namespace, cleaned up after it."""
+
+    def __init__(self, daemon: Daemon, tmp: Path) -> None:
+        self.daemon = daemon
+        self.tmp = tmp
+        self.namespace = f"tasks-{uuid.uuid4().hex[:8]}"
+        self.client = Client(daemon.address, namespace=self.namespace)
+        self.tasks = tasks_pb2_grpc.TasksStub(self.client.channel)
+        self.containers = containers_pb2_grpc.ContainersStub(self.client.channel)
+        self.ids: list[str] = []
+        sn = self.client.snapshots(SNAPSHOTTER)
+        mounts = sn.prepare(f"{LAYER}-active", "", labels=ROOT)
+        assert [m.type for m in mounts] == ["bind"], mounts
+        fill_busybox(Path(mounts[0].source))
+        sn.commit(LAYER, f"{LAYER}-active", labels=ROOT)
+
+    def call(self, method: Any, request: Any, timeout: float | None = None) -> Any:
+        return self.client.call(method, request, timeout=timeout)
+
+    def reconnect(self) -> None:
+        """A new client, after the daemon restarted."""
+        self.client.close()
+        self.client = Client(self.daemon.address, namespace=self.namespace)
+        self.tasks = tasks_pb2_grpc.TasksStub(self.client.channel)
+        self.containers = containers_pb2_grpc.ContainersStub(self.client.channel)
+
+    def container(self, id_: str, args: list[str], *, runtime: str = RUNTIME) -> str:
+        """A container record with a snapshot of the busybox layer."""
+        self.client.snapshots(SNAPSHOTTER).prepare(id_, LAYER, labels=ROOT)
+        spec = oci_spec(args, namespace=self.namespace, id_=id_)
+        self.call(
+            self.containers.Create,
+            containers_pb2.CreateContainerRequest(
+                container=containers_pb2.Container(
+                    id=id_,
+                    runtime=containers_pb2.Container.Runtime(name=runtime),
+                    spec=any_pb2.Any(type_url=SPEC_TYPE_URL, value=json.dumps(spec).encode()),
+                    snapshotter=SNAPSHOTTER,
+                    snapshot_key=id_,
+                )
+            ),
+        )
+        self.ids.append(id_)
+        return id_
+
+    def create(self, id_: str, args: list[str]) -> tuple[int, Stdio]:
+        """A container and its task (created, not started); its pid and stdio."""
+        self.container(id_, args)
+        io = Stdio(self.tmp / "fifo", id_)
+        resp = self.call(
+            self.tasks.Create,
+            tasks_pb2.CreateTaskRequest(
+                container_id=id_, stdout=str(io.stdout.path), stderr=str(io.stderr.path)
+            ),
+        )
+        assert resp.container_id == id_
+        return resp.pid, io
+
+    def get(self, id_: str, exec_id: str = "") -> task_pb2.Process:
+        resp = self.call(self.tasks.Get, tasks_pb2.GetRequest(container_id=id_, exec_id=exec_id))
+        return resp.process
+
+    def wait(self, id_: str, exec_id: str = "") -> int:
+        resp = self.call(
+            self.tasks.Wait, tasks_pb2.WaitRequest(container_id=id_, exec_id=exec_id), timeout=60
+        )
+        return int(resp.exit_status)
+
+    def delete(self, id_: str) -> tasks_pb2.DeleteResponse:
+        return self.call(self.tasks.Delete, tasks_pb2.DeleteTaskRequest(container_id=id_))
+
+    def close(self) -> None:
+        for id_ in self.ids:
+            try:
+                self.call(
+                    self.tasks.Kill,
+                    tasks_pb2.KillRequest(container_id=id_, signal=signal.SIGKILL, all=True),
+                )
+                self.wait(id_)
+            except errdefs.ContainerdError:
+                pass
+            with contextlib.suppress(errdefs.NotFound):
+                self.delete(id_)
+            self.client.snapshots(SNAPSHOTTER).remove(id_)
+            self.call(self.containers.Delete, containers_pb2.DeleteContainerRequest(id=id_))
+        self.client.snapshots(SNAPSHOTTER).remove(LAYER)
+        self.client.namespaces.delete(self.namespace)
+        self.client.close()
+        for controller in Path("/sys/fs/cgroup").iterdir():
+            cg = controller / self.namespace
+            if cg.is_dir():
+                os.rmdir(cg)
+
+
+@pytest.fixture
+def runner(daemon: Daemon, tmp_path: Path) -> Iterator[Runner]:
+    r = Runner(daemon, tmp_path)
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+def test_echo_hi_through_fifos(runner: Runner) -> None:
+    pid, io = runner.create("echo", ["echo", "hi"])
+    assert pid > 0
+    assert runner.get("echo").status == task_pb2.CREATED
+    started = runner.call(runner.tasks.Start, tasks_pb2.StartRequest(container_id="echo"))
+    assert started.pid == pid
+    assert runner.wait("echo") == 0
+    assert io.stdout.read() == "hi\n"
+    assert io.stderr.read() == ""
+    process = runner.get("echo")
+    assert (process.status, process.exit_status, process.pid) == (task_pb2.STOPPED, 0, pid)
+    deleted = runner.delete("echo")
+    assert (deleted.pid, deleted.exit_status) == (pid, 0)
+    with pytest.raises(errdefs.NotFound, match="task echo not found"):
+        runner.get("echo")
+
+
+def test_wait_before_start_gets_the_exit_code(runner: Runner) -> None:
+    runner.create("three", ["sh", "-c", "exit 3"])
+    status: list[int] = []
+    waiter = threading.Thread(target=lambda: status.append(runner.wait("three")))
+    waiter.start()
+    runner.call(runner.tasks.Start, tasks_pb2.StartRequest(container_id="three"))
+    waiter.join(60)
+    assert status == [3]
+    assert runner.delete("three").exit_status == 3
+
+
+def test_kill_and_the_errors_of_finished_tasks(runner: Runner) -> None:
+    runner.create("sleeper", ["sleep", "1000"])
+    runner.call(runner.tasks.Start, tasks_pb2.StartRequest(container_id="sleeper"))
+    assert runner.get("sleeper").status == task_pb2.RUNNING
+    with pytest.raises(errdefs.FailedPrecondition, match="must be stopped"):
+        runner.delete("sleeper")
+    with pytest.raises(errdefs.ContainerdError):  # a second start: runc's refusal
+        runner.call(runner.tasks.Start, tasks_pb2.StartRequest(container_id="sleeper"))
+    # sleep is pid 1 of its namespace: only SIGKILL ends it
+    runner.call(
+        runner.tasks.Kill, tasks_pb2.KillRequest(container_id="sleeper", signal=signal.SIGKILL)
+    )
+    assert runner.wait("sleeper") == 128 + signal.SIGKILL
+    with pytest.raises(errdefs.NotFound, match="process already finished"):
+        runner.call(
+            runner.tasks.Kill,
+            tasks_pb2.KillRequest(container_id="sleeper", signal=signal.SIGTERM),
+        )
+    runner.delete("sleeper")
+
+
+def test_unknown_container_and_task(runner: Runner) -> None:
+    with pytest.raises(errdefs.NotFound, match="nosuch"):
+        runner.call(runner.tasks.Create, tasks_pb2.CreateTaskRequest(container_id="nosuch"))
+    runner.container("idle", ["true"])
+    with pytest.raises(errdefs.NotFound, match="task idle not found"):
+        runner.call(runner.tasks.Start, tasks_pb2.StartRequest(container_id="idle"))
+    with pytest.raises(errdefs.NotImplemented):
+        runner.call(runner.tasks.Checkpoint, tasks_pb2.CheckpointTaskRequest(container_id="idle"))
+
+
+def test_failed_create_leaves_nothing(runner: Runner, daemon: Daemon) -> None:
+    runner.container("broken", ["/no/such/binary"])
+    io = Stdio(runner.tmp / "fifo", "broken")
+    with pytest.raises(errdefs.ContainerdError, match="no/such/binary"):
+        runner.call(
+            runner.tasks.Create,
+            tasks_pb2.CreateTaskRequest(
+                container_id="broken", stdout=str(io.stdout.path), stderr=str(io.stderr.path)
+            ),
+        )
+    bundles = daemon.state / "io.containerd.runtime.v2.task" / runner.namespace
+    assert not bundles.exists() or list(bundles.iterdir()) == []
+    with pytest.raises(errdefs.NotFound):
+        runner.get("broken")
+    listed = runner.call(runner.tasks.List, tasks_pb2.ListTasksRequest())
+    assert list(listed.tasks) == []
+
+
+def test_exec_pause_resume_pids_metrics(runner: Runner) -> None:
+    pid, _ = runner.create("busy", ["sleep", "1000"])
+    runner.call(runner.tasks.Start, tasks_pb2.StartRequest(container_id="busy"))
+
+    pids = runner.call(runner.tasks.ListPids, tasks_pb2.ListPidsRequest(container_id="busy"))
+    assert pid in [p.pid for p in pids.processes]
+
+    io = Stdio(runner.tmp / "fifo", "busy-exec")
+    process_spec = oci_spec(["sh", "-c", "echo from-exec; exit 7"], namespace="x", id_="x")[
+        "process"
+    ]
+    runner.call(
+        runner.tasks.Exec,
+        tasks_pb2.ExecProcessRequest(
+            container_id="busy",
+            exec_id="ex1",
+            stdout=str(io.stdout.path),
+            stderr=str(io.stderr.path),
+            spec=any_pb2.Any(
+                type_url="types.containerd.io/opencontainers/runtime-spec/1/Process",
+                value=json.dumps(process_spec).encode(),
+            ),
+        ),
+    )
+    runner.call(runner.tasks.Start, tasks_pb2.StartRequest(container_id="busy", exec_id="ex1"))
+    assert runner.wait("busy", "ex1") == 7
+    assert io.stdout.read() == "from-exec\n"
+    deleted = runner.call(
+        runner.tasks.DeleteProcess,
+        tasks_pb2.DeleteProcessRequest(container_id="busy", exec_id="ex1"),
+    )
+    assert (deleted.id, deleted.exit_status) == ("ex1", 7)
+
+    runner.call(runner.tasks.Pause, tasks_pb2.PauseTaskRequest(container_id="busy"))
+    assert runner.get("busy").status == task_pb2.PAUSED
+    runner.call(runner.tasks.Resume, tasks_pb2.ResumeTaskRequest(container_id="busy"))
+    assert runner.get("busy").status == task_pb2.RUNNING
+
+    metrics = runner.call(runner.tasks.Metrics, tasks_pb2.MetricsRequest(filters=["id==busy"]))
+    assert [m.id for m in metrics.metrics] == ["busy"]
+    assert metrics.metrics[0].data.type_url.endswith("io.containerd.cgroups.v1.Metrics") or (
+        metrics.metrics[0].data.type_url.endswith("io.containerd.cgroups.v2.Metrics")
+    )
+    listed = runner.call(runner.tasks.List, tasks_pb2.ListTasksRequest())
+    assert [(t.id, t.pid, t.status) for t in listed.tasks] == [("busy", pid, task_pb2.RUNNING)]
+
+    runner.call(
+        runner.tasks.Kill,
+        tasks_pb2.KillRequest(container_id="busy", signal=signal.SIGKILL, all=True),
+    )
+    assert runner.wait("busy") == 128 + signal.SIGKILL
+    runner.delete("busy")
+
+
+def test_daemon_killed_while_tasks_run(runner: Runner, daemon: Daemon) -> None:
+    pid, _ = runner.create("survivor", ["sleep", "1000"])
+    runner.call(runner.tasks.Start, tasks_pb2.StartRequest(container_id="survivor"))
+    gone_pid, _ = runner.create("leaver", ["sleep", "1000"])
+    runner.call(runner.tasks.Start, tasks_pb2.StartRequest(container_id="leaver"))
+
+    daemon.stop(signal.SIGKILL)
+    os.kill(gone_pid, signal.SIGKILL)  # exits while nobody listens
+    daemon.start()
+    runner.reconnect()
+
+    process = runner.get("survivor")
+    assert (process.status, process.pid) == (task_pb2.RUNNING, pid)
+    assert runner.wait("leaver") == 128 + signal.SIGKILL
+    assert runner.get("leaver").status == task_pb2.STOPPED
+    assert runner.delete("leaver").exit_status == 128 + signal.SIGKILL
+
+    runner.call(
+        runner.tasks.Kill, tasks_pb2.KillRequest(container_id="survivor", signal=signal.SIGKILL)
+    )
+    assert runner.wait("survivor") == 128 + signal.SIGKILL
+    runner.delete("survivor")
