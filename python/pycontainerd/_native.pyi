@@ -7,7 +7,16 @@ import os
 from collections.abc import Sequence
 from typing import Any, final
 
-__all__ = ["RpcServer", "__version__", "apply_layer", "build_info"]
+__all__ = [
+    "RpcServer",
+    "__version__",
+    "apply_layer",
+    "build_info",
+    "mount_all",
+    "unmount",
+    "unmount_all",
+    "write_diff",
+]
 
 __version__: str
 
@@ -33,6 +42,37 @@ def build_info() -> tuple[str, str]:
 
     ``revision`` is the git commit of the checkout (``unknown`` outside one, with ``.m``
     appended when the tree had uncommitted changes).
+    """
+
+def mount_all(mounts: Sequence[tuple[str, str, str, Sequence[str]]], target: str) -> None:
+    """Mount ``(type, source, target, options)`` tuples in order onto ``target``.
+
+    See :func:`pycontainerd.mount.mount_all` (crate ``rust/pcd-mount``). Errors: ``NotFound``
+    (source, layer or target missing), ``InvalidArgument`` (options the kernel or containerd
+    refuse, ``loop``, options past a page), ``Unknown`` (other errno); messages name the
+    type, source, target and errno.
+    """
+
+def unmount(target: str, flags: int = 0) -> None:
+    """Unmount ``target`` once with ``umount2`` ``flags``; nothing mounted there is no error."""
+
+def unmount_all(target: str, flags: int = 0) -> None:
+    """Unmount ``target`` until nothing is mounted there (or it does not exist)."""
+
+def write_diff(
+    lower: str,
+    upper: str,
+    out_path: str,
+    *,
+    compression: str = "gzip",
+    upperdir: bool = False,
+) -> dict[str, Any]:
+    """Write the layer of changes from ``lower`` to ``upper``; see
+    :func:`pycontainerd.archive.write_diff`.
+
+    Returns ``digest``, ``size``, ``diff_id``, ``uncompressed_size``, ``compression`` and the
+    counts. Errors: ``NotFound`` (a tree or the output directory missing), ``InvalidArgument``
+    (unknown compression, a tree that is not a directory), ``Unknown`` (errno in the message).
     """
 
 @final

@@ -25,9 +25,11 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::mount::{MntFlags, MsFlags};
+use nix::mount::MsFlags;
 
 pub use mountinfo::{is_mounted, mountinfo, mounts_at, parse_mountinfo, MountInfo};
+/// The `umount2` flags taken by [`unmount`] and [`unmount_all`], re-exported from `nix`.
+pub use nix::mount::MntFlags;
 
 /// containerd's `mount.Mount`: `mount -t TYPE -o OPTIONS SOURCE TARGET` as a value.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -5,7 +5,9 @@
 use pyo3::prelude::*;
 
 mod archive;
+mod diff;
 mod errors;
+mod mount;
 mod rpc;
 
 /// The version of the native module, which is the version of the project.
@@ -24,6 +26,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", VERSION)?;
     m.add_function(wrap_pyfunction!(build_info, m)?)?;
     archive::register(m)?;
+    diff::register(m)?;
+    mount::register(m)?;
     rpc::register(m)?;
     Ok(())
 }
