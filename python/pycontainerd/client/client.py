@@ -22,6 +22,7 @@ from pycontainerd.api.containerd.services.version.v1 import version_pb2_grpc
 from pycontainerd.client.connection import DEFAULT_ADDRESS, Connection
 from pycontainerd.client.containers import ContainersAPI
 from pycontainerd.client.content import ProxyContentStore
+from pycontainerd.client.diff import ProxyDiff
 from pycontainerd.client.events import EventsAPI, EventStream
 from pycontainerd.client.images import (
     ImagesAPI,
@@ -41,6 +42,7 @@ from pycontainerd.leases import Lease
 from pycontainerd.platforms import Platform
 from pycontainerd.remotes import Resolver
 from pycontainerd.snapshots import DEFAULT_SNAPSHOTTER
+from pycontainerd.unpack import UnpackResult
 
 __all__ = ["Client", "PluginInfo", "ServerInfo", "Version"]
 
@@ -158,6 +160,10 @@ class Client:
             self._conn, self.namespace, name, timeout=self._call_timeout, lease=self.lease
         )
 
+    def diff(self) -> ProxyDiff:
+        """The daemon's differ in this client's namespace (``Applier`` and ``Comparer``)."""
+        return ProxyDiff(self._conn, self.namespace, timeout=self._call_timeout, lease=self.lease)
+
     def events(self, *filters: str) -> EventStream:
         """Subscribe to the daemon's events, of every namespace, matching any of ``filters``.
 
@@ -222,14 +228,19 @@ class Client:
         max_concurrent_downloads: int = DEFAULT_MAX_CONCURRENT_DOWNLOADS,
         labels: Mapping[str, str] | None = None,
         progress: ProgressFunc | None = None,
+        unpack: bool = True,
+        snapshotter: str = DEFAULT_SNAPSHOTTER,
+        unpacked: list[UnpackResult] | None = None,
     ) -> Image:
-        """Fetch ``ref`` into the content store and record it as an image (not unpacked).
+        """Fetch ``ref`` into the content store, record it as an image, and unpack it.
 
         One platform (default this machine's) pulls the best matching manifest of an index;
         several, or ``all_platforms``, every match. ``resolver`` reaches the registry (default:
         Docker's ``config.json`` credentials, ``certs.d`` hosts, HTTPS unless ``plain_http``).
         ``progress`` is called, from worker threads, with each
-        :class:`~pycontainerd.images.progress.Progress`.
+        :class:`~pycontainerd.images.progress.Progress`. With ``unpack`` (the default) the
+        layers are unpacked into ``snapshotter`` while they download, the first matching
+        platform's; ``unpacked`` receives what the unpack did.
         """
         matcher, limit = pull_matcher(platform, all_platforms)
         return fetch_image(
@@ -242,6 +253,8 @@ class Client:
             max_concurrent_downloads=max_concurrent_downloads,
             labels=labels,
             progress=progress,
+            unpack=snapshotter if unpack else None,
+            unpacked=unpacked,
         )
 
     def fetch(

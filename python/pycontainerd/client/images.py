@@ -23,6 +23,8 @@ from pycontainerd import errdefs
 from pycontainerd.api.containerd.services.images.v1 import images_pb2, images_pb2_grpc
 from pycontainerd.api.containerd.types import descriptor_pb2
 from pycontainerd.client.content import ProxyContentStore
+from pycontainerd.client.diff import ProxyDiff
+from pycontainerd.client.snapshots import ProxySnapshotter
 from pycontainerd.descriptor import Descriptor
 from pycontainerd.digest import validate_digest
 from pycontainerd.images import archive
@@ -46,7 +48,9 @@ from pycontainerd.platforms import (
     ordered,
     parse,
 )
+from pycontainerd.plugin import Type
 from pycontainerd.remotes import Resolver, docker_config_credentials
+from pycontainerd.unpack import Unpacker, UnpackResult
 
 if TYPE_CHECKING:
     from pycontainerd.client.client import Client
@@ -211,8 +215,13 @@ def fetch_image(
     labels: Mapping[str, str] | None = None,
     progress: ProgressFunc | None = None,
     cancel: threading.Event | None = None,
+    unpack: str | None = None,
+    unpacked: list[UnpackResult] | None = None,
 ) -> Image:
-    """Fetch ``ref`` under a lease and create or update its image record."""
+    """Fetch ``ref`` under a lease and create or update its image record.
+
+    ``unpack`` names a snapshotter to unpack the image's layers into as they arrive (what it
+    did is appended to ``unpacked``)."""
     options = FetchOptions(
         platform=matcher,
         limit=limit,
@@ -224,11 +233,50 @@ def fetch_image(
     res = resolver or default_resolver(plain_http=plain_http)
     try:
         with pull_lease(client, ref) as lease:
-            img = fetch(_store(client, lease), res, ref, options, progress=progress, cancel=cancel)
+            store = _store(client, lease)
+            unpacker = None
+            if unpack:
+                unpacker = Unpacker(
+                    store,
+                    ProxySnapshotter(client._conn, client.namespace, unpack, lease=lease),
+                    ProxyDiff(client._conn, client.namespace, lease=lease),
+                    snapshotter_name=unpack,
+                    rebase=_can_rebase(client, unpack),
+                    platform=matcher or default(),
+                )
+            try:
+                img = fetch(
+                    store,
+                    res,
+                    ref,
+                    options,
+                    progress=progress,
+                    cancel=cancel,
+                    on_fetched=unpacker.fetched if unpacker else None,
+                )
+            except BaseException:
+                if unpacker is not None:
+                    with contextlib.suppress(Exception):
+                        unpacker.wait()
+                raise
+            if unpacker is not None:
+                result = unpacker.wait()
+                if unpacked is not None:
+                    unpacked.append(result)
             return client.images.create_or_update(img)
     finally:
         if own:
             res.close()
+
+
+def _can_rebase(client: Client, snapshotter: str) -> bool:
+    """Whether the daemon's ``snapshotter`` commits parentless snapshots onto parents (its
+    ``rebase`` capability): then layers unpack in parallel."""
+    try:
+        plugins = client.plugins([f"type=={Type.SNAPSHOT.value},id=={snapshotter}"])
+    except errdefs.ContainerdError:
+        return False
+    return any("rebase" in p.capabilities for p in plugins)
 
 
 class ImagesAPI:

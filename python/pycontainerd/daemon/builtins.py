@@ -7,6 +7,7 @@ from pycontainerd.daemon import ttrpc as ttrpc_server
 from pycontainerd.daemon.services import (
     containers,
     content,
+    diff,
     events,
     health,
     images,
@@ -42,6 +43,7 @@ REGISTRATIONS: tuple[Registration, ...] = (
     images.registration,
     containers.registration,
     snapshots.registration,
+    diff.registration,
     events.registration,
     ttrpc_server.registration,
     runtime_manager.registration,

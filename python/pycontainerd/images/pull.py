@@ -19,7 +19,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pycontainerd import errdefs, fieldpath
@@ -186,9 +186,13 @@ def fetch(
     *,
     progress: ProgressFunc | None = None,
     cancel: threading.Event | None = None,
+    on_fetched: Callable[[Descriptor, Sequence[Descriptor]], None] | None = None,
 ) -> Image:
     """Resolve ``ref`` and fetch what ``options`` selects into ``store``; the image to record
-    (name, target and labels). Errors name the reference and the blob."""
+    (name, target and labels). Errors name the reference and the blob.
+
+    ``on_fetched(desc, children)`` is called, from the fetching threads, as each blob is in
+    the store (an unpacker starts on layers while others download)."""
     options = options or FetchOptions()
     cancel = cancel or threading.Event()
     _emit(progress, Progress(ref, "resolving"))
@@ -222,6 +226,8 @@ def fetch(
             if options.limit > 0:
                 kids = limit_manifests(desc, kids, platform or ALL, options.limit)
         _append_source(store, desc, source_key, source_repo)
+        if on_fetched is not None:
+            on_fetched(desc, kids)
         return kids
 
     dispatch(handle, [root], workers=options.max_concurrent_downloads, cancel=cancel)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from pathlib import Path
 import secrets
 import sqlite3
 import threading
@@ -261,6 +262,20 @@ class NamespacedContentStore:
     def reader_at(self, desc: Descriptor | str) -> ReaderAt:
         self.info(_digest_of(desc))  # access check: the blob must be in this namespace
         return self._backend.reader_at(desc)
+
+    def blob_path(self, dgst: str) -> Path:
+        """The file holding blob ``dgst``, for native code that reads it whole (layer apply).
+
+        NotFound unless this namespace records the blob; NotImplemented when the backend keeps
+        no files. The file stays while the blob is referenced (a lease, an image).
+        """
+        self.info(dgst)
+        path_of = getattr(self._backend, "blob_path", None)
+        if not callable(path_of):
+            raise errdefs.NotImplemented(f"content {dgst}: the store keeps no blob files")
+        path = path_of(dgst)
+        assert isinstance(path, Path)
+        return path
 
     # --- IngestManager -------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Mapping
+from typing import Final
 
 from pycontainerd import errdefs, fieldpath, filters
 from pycontainerd.metadata.db import DB, register_holdings
@@ -34,7 +35,11 @@ from pycontainerd.snapshots import (
     adapt_info,
 )
 
-__all__ = ["NamespacedSnapshotter", "SnapshotStore"]
+__all__ = ["LABEL_REBASE", "NamespacedSnapshotter", "SnapshotStore"]
+
+#: A commit label naming the parent to commit a parentless snapshot onto (layers unpacked in
+#: parallel); the snapshotter must have the ``rebase`` capability.
+LABEL_REBASE: Final = "pycontainerd.io/snapshot.rebase"
 
 log = logging.getLogger(__name__)
 
@@ -248,15 +253,30 @@ class NamespacedSnapshotter:
             return self._backend.view(bkey, bparent, labels=inherited)
 
     def commit(self, name: str, key: str, *, labels: Mapping[str, str] | None = None) -> None:
+        """containerd's ``Commit``; with the label :data:`LABEL_REBASE` naming a committed
+        snapshot, a snapshot prepared without a parent is committed on top of that one (on a
+        snapshotter with the ``rebase`` capability; the label is not kept)."""
         if not name:
             raise errdefs.InvalidArgument("snapshot name must not be empty")
         labels = dict(labels or {})
+        rebase = labels.pop(LABEL_REBASE, "")
         fieldpath.validate_labels(labels, prefix="snapshot.Labels")
         now = time.time_ns()
         with self._db.update() as tx:
             _, bkey, parent, _, _, _ = self._row(tx, key)
             if self._backend.stat(bkey).kind != Kind.ACTIVE:
                 raise errdefs.FailedPrecondition(f'commit snapshot "{key}": it is not active')
+            bparent = ""
+            if rebase:
+                if parent:
+                    raise errdefs.FailedPrecondition(
+                        f'commit snapshot "{key}" onto "{rebase}": it has parent "{parent}"'
+                    )
+                try:
+                    bparent = self._row(tx, rebase)[1]
+                except errdefs.NotFound:
+                    raise errdefs.NotFound(f'parent snapshot "{rebase}": not found') from None
+                parent = rebase
             nbkey = f"{self.namespace}/{time.time_ns()}/{name}"
             try:
                 tx.execute(
@@ -281,7 +301,16 @@ class NamespacedSnapshotter:
             )
             self._lease_remove(tx, key)
             self._lease_add(tx, name)
-            self._backend.commit(nbkey, bkey, labels=_inherited(labels))
+            if rebase:
+                commit_onto = getattr(self._backend, "commit_onto", None)
+                if not callable(commit_onto) or not getattr(self._backend, "can_rebase", False):
+                    raise errdefs.NotImplemented(
+                        f'commit snapshot "{key}" onto "{rebase}": '
+                        f'snapshotter "{self.name}" cannot rebase'
+                    )
+                commit_onto(nbkey, bkey, bparent, labels=_inherited(labels))
+            else:
+                self._backend.commit(nbkey, bkey, labels=_inherited(labels))
 
     def remove(self, key: str) -> None:
         with self._db.update() as tx:

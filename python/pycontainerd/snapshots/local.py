@@ -129,6 +129,28 @@ class LocalSnapshotter(ABC):
             usage = disk_usage(self._fs(rec.id))
             self._ms.commit(tx, name, key, labels or {}, usage)
 
+    #: Whether a snapshot prepared without a parent can be committed onto one (a layer's
+    #: directory holds only its own changes, as on overlayfs).
+    can_rebase: bool = False
+
+    def commit_onto(
+        self, name: str, key: str, parent: str, *, labels: Mapping[str, str] | None = None
+    ) -> None:
+        """Commit the parentless active ``key`` as ``name`` on top of the committed ``parent``
+        (containerd 2's rebase on commit, for layers unpacked in parallel)."""
+        if not self.can_rebase:
+            raise errdefs.NotImplemented(f'commit "{key}" onto "{parent}": cannot rebase')
+        fieldpath.validate_labels(labels or {})
+        with self._ms.transaction(write=True) as tx:
+            rec = self._ms.get(tx, key)
+            if rec.info.parent:
+                raise errdefs.FailedPrecondition(
+                    f'commit "{key}" onto "{parent}": it has a parent already'
+                )
+            self._ms.set_parent(tx, key, parent)
+            usage = disk_usage(self._fs(rec.id))
+            self._ms.commit(tx, name, key, labels or {}, usage)
+
     def remove(self, key: str) -> None:
         self.forget(key)
         self.cleanup()

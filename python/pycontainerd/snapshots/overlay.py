@@ -8,9 +8,11 @@ directory of an active one. Mounts, as containerd's:
 - otherwise ``overlay`` with ``lowerdir=`` the parents' ``fs``, nearest first, and for an
   active snapshot ``upperdir=`` and ``workdir=``.
 
-Later task: the kernel limits mount options to a page (about 4096 bytes), so a long chain's
-``lowerdir`` overflows; containerd shortens it by mounting from the snapshots directory with
-relative paths (or ``mount_all`` may do so in ``mount/``). Not yet done here.
+The kernel limits mount options to a page (about 4096 bytes), so a long chain's ``lowerdir``
+overflows it; ``mount/`` mounts such an overlay a layer at a time (``lowerdir+``) instead.
+
+A snapshot prepared without a parent can be committed onto one (:meth:`commit_onto`): each
+layer's directory holds only its own changes, so layers unpack in parallel.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ def supported() -> bool:
 
 class OverlaySnapshotter(LocalSnapshotter):
     """containerd's ``snapshots/overlay``."""
+
+    can_rebase = True
 
     def _populate(self, rec: Record, path: Path) -> None:
         (path / "fs").mkdir(mode=0o755)

@@ -17,6 +17,7 @@ def _init_overlay(ic: InitContext) -> OverlaySnapshotter:
     if not supported():
         raise SkipPlugin("overlayfs is not supported by the kernel (see /proc/filesystems)")
     ic.meta.platforms.append(platforms.host())
+    ic.meta.capabilities.append("rebase")  # layers unpack in parallel (containerd 2's name)
     root = ic.root.parent / "snapshots" / "overlayfs"
     ic.meta.exports["root"] = str(root)
     return OverlaySnapshotter(root)

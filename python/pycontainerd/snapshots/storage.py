@@ -172,6 +172,15 @@ class MetaStore:
         except sqlite3.IntegrityError:
             raise errdefs.AlreadyExists(f'snapshot "{name}": already exists') from None
 
+    def set_parent(self, tx: sqlite3.Connection, key: str, parent: str) -> None:
+        """Give the active ``key`` the committed ``parent``."""
+        prow = tx.execute("SELECT kind FROM snapshots WHERE key = ?", (parent,)).fetchone()
+        if prow is None:
+            raise errdefs.NotFound(f'parent snapshot "{parent}": not found')
+        if prow[0] != Kind.COMMITTED:
+            raise errdefs.InvalidArgument(f'parent "{parent}" is not a committed snapshot')
+        tx.execute("UPDATE snapshots SET parent = ? WHERE key = ?", (parent, key))
+
     def update_labels(self, tx: sqlite3.Connection, key: str, labels: Mapping[str, str]) -> Info:
         rec = self.get(tx, key)
         tx.execute(
