@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import signal
 import threading
 import uuid
@@ -21,9 +22,12 @@ import pytest
 from google.protobuf import any_pb2
 
 from pycontainerd import Client, errdefs
+from pycontainerd.api.containerd.events import namespace_pb2
+from pycontainerd.api.containerd.events import task_pb2 as task_events
 from pycontainerd.api.containerd.services.containers.v1 import containers_pb2, containers_pb2_grpc
 from pycontainerd.api.containerd.services.tasks.v1 import tasks_pb2, tasks_pb2_grpc
 from pycontainerd.api.containerd.types.task import task_pb2
+from pycontainerd.client import Event
 from pycontainerd.containers import SPEC_TYPE_URL
 from tests.fixtures.containers import Stdio, fill_busybox, oci_spec
 from tests.fixtures.daemon import Daemon
@@ -294,3 +298,130 @@ def test_daemon_killed_while_tasks_run(runner: Runner, daemon: Daemon) -> None:
     )
     assert runner.wait("survivor") == 128 + signal.SIGKILL
     runner.delete("survivor")
+
+
+class Events:
+    """The test namespace's task events, read by a thread; in place once :meth:`ready`."""
+
+    SYNC = "/test/sync"
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+        self.stream = runner.client.events(
+            f'namespace=="{runner.namespace}",topic~="^/tasks/"',
+            f'namespace=="{runner.namespace}",topic=="{self.SYNC}"',
+        )
+        self.queue: queue.Queue[Event | BaseException] = queue.Queue()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            for ev in self.stream:
+                self.queue.put(ev)
+        except BaseException as exc:
+            self.queue.put(exc)
+
+    def ready(self) -> None:
+        """Publish markers until one comes back; drop the markers."""
+        for _ in range(100):
+            self.runner.client.publish(self.SYNC, namespace_pb2.NamespaceUpdate(name="sync"))
+            try:
+                ev = self.queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            assert isinstance(ev, Event), ev
+            return
+        raise AssertionError("the subscription never received a marker")
+
+    def next_task_event(self) -> Event:
+        while True:
+            ev = self.queue.get(timeout=60)
+            assert isinstance(ev, Event), ev
+            if ev.topic != self.SYNC:
+                return ev
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+@pytest.fixture
+def events(runner: Runner) -> Iterator[Events]:
+    ev = Events(runner)
+    try:
+        ev.ready()
+        yield ev
+    finally:
+        ev.close()
+
+
+def _shim_pid(task_pid: int) -> int:
+    """The shim is the task's parent (its subreaper)."""
+    stat = Path(f"/proc/{task_pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def _gone(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+def test_the_shims_events_are_forwarded(runner: Runner, events: Events) -> None:
+    pid, _ = runner.create("evented", ["sh", "-c", "exit 4"])
+    runner.call(runner.tasks.Start, tasks_pb2.StartRequest(container_id="evented"))
+    assert runner.wait("evented") == 4
+    runner.delete("evented")
+    seen = [events.next_task_event() for _ in range(4)]
+    assert [e.topic for e in seen] == [
+        "/tasks/create",
+        "/tasks/start",
+        "/tasks/exit",
+        "/tasks/delete",
+    ]
+    create, start, exit_, delete = (e.event for e in seen)
+    assert isinstance(create, task_events.TaskCreate)
+    assert (create.container_id, create.pid) == ("evented", pid)
+    assert isinstance(start, task_events.TaskStart)
+    assert isinstance(exit_, task_events.TaskExit)
+    assert (exit_.container_id, exit_.pid, exit_.exit_status) == ("evented", pid, 4)
+    assert isinstance(delete, task_events.TaskDelete)
+    assert (delete.container_id, delete.exit_status) == ("evented", 4)
+
+
+def test_a_dead_shim_is_cleaned_up_and_its_exit_reported(
+    runner: Runner, events: Events, daemon: Daemon
+) -> None:
+    pid, _ = runner.create("doomed", ["sleep", "1000"])
+    runner.call(runner.tasks.Start, tasks_pb2.StartRequest(container_id="doomed"))
+    assert [events.next_task_event().topic for _ in range(2)] == ["/tasks/create", "/tasks/start"]
+
+    os.kill(_shim_pid(pid), signal.SIGKILL)
+    exit_, delete = events.next_task_event(), events.next_task_event()
+    assert (exit_.topic, delete.topic) == ("/tasks/exit", "/tasks/delete")
+    assert isinstance(exit_.event, task_events.TaskExit)
+    assert (exit_.event.container_id, exit_.event.pid) == ("doomed", pid)
+    assert exit_.event.exit_status == 128 + signal.SIGKILL
+    with pytest.raises(errdefs.NotFound, match="task doomed not found"):
+        runner.get("doomed")
+    assert _gone(pid)
+    assert not (
+        daemon.state / "io.containerd.runtime.v2.task" / runner.namespace / "doomed"
+    ).exists()
+
+
+def test_a_shim_dead_while_the_daemon_was_down(runner: Runner, daemon: Daemon) -> None:
+    pid, _ = runner.create("orphan", ["sleep", "1000"])
+    runner.call(runner.tasks.Start, tasks_pb2.StartRequest(container_id="orphan"))
+    daemon.stop(signal.SIGKILL)
+    os.kill(_shim_pid(pid), signal.SIGKILL)
+    daemon.start()
+    runner.reconnect()
+    with pytest.raises(errdefs.NotFound, match="task orphan not found"):
+        runner.get("orphan")
+    assert _gone(pid)
+    assert not (
+        daemon.state / "io.containerd.runtime.v2.task" / runner.namespace / "orphan"
+    ).exists()
