@@ -20,6 +20,7 @@ from pycontainerd.images import mediatypes as mt
 from pycontainerd.images.image import Image
 from pycontainerd.images.rootfs import chain_id
 from pycontainerd.oci import spec_from_any, with_env, with_hostname
+from pycontainerd.platforms import host
 from tests.fixtures.daemon import Daemon
 from tests.fixtures.images import Blob, sha256, tar_layer
 from tests.integration.test_events import Collector
@@ -162,7 +163,7 @@ PASSWD = b"root:x:0:0:root:/root:/bin/sh\nweb:x:1000:1001::/home/web:/bin/sh\n"
 GROUP = b"root:x:0:\nwebgrp:x:1001:\nextra:x:2000:web,other\naudio:x:29:web\n"
 
 
-def _install_image(
+def install_image(
     client: Client, name: str, config: dict[str, Any], files: dict[str, bytes]
 ) -> tuple[Image, str]:
     """An image whose one layer holds ``files``, recorded and "unpacked" by hand: its files
@@ -174,8 +175,8 @@ def _install_image(
         mt.MEDIA_TYPE_IMAGE_CONFIG,
         json.dumps(
             {
-                "architecture": "amd64",
-                "os": "linux",
+                "architecture": host().architecture,
+                "os": host().os,
                 "config": config,
                 "rootfs": {"type": "layers", "diff_ids": [diff_id]},
             }
@@ -225,7 +226,7 @@ def _install_image(
 
 
 def test_create_from_image(client: Client) -> None:
-    image, chain = _install_image(
+    image, chain = install_image(
         client,
         "example.com/app:1",
         {
@@ -279,7 +280,7 @@ def test_create_from_image(client: Client) -> None:
 
 
 def test_create_from_image_failures_leave_nothing(client: Client) -> None:
-    _install_image(client, "example.com/nouser:1", {"User": "ghost"}, {"etc/passwd": PASSWD})
+    install_image(client, "example.com/nouser:1", {"User": "ghost"}, {"etc/passwd": PASSWD})
     sn = client.snapshots("overlayfs")
     with pytest.raises(errdefs.NotFound, match='user "ghost": not found'):
         client.containers.create_from_image("c", "example.com/nouser:1")
@@ -291,7 +292,7 @@ def test_create_from_image_failures_leave_nothing(client: Client) -> None:
         client.containers.create_from_image("c", "nope")
 
     # an image whose layers are not unpacked: a clear error, nothing created
-    _, chain = _install_image(client, "example.com/packed:1", {}, {"etc/x": b"x"})
+    _, chain = install_image(client, "example.com/packed:1", {}, {"etc/x": b"x"})
     sn.remove(chain)
     with pytest.raises(errdefs.NotFound, match="is not unpacked for snapshotter"):
         client.containers.create_from_image("c", "example.com/packed:1")
@@ -299,7 +300,7 @@ def test_create_from_image_failures_leave_nothing(client: Client) -> None:
 
     # a container id taken: the new snapshot goes again
     client.containers.create("taken", spec=SPEC)
-    _install_image(client, "example.com/ok:1", {}, {"etc/passwd": PASSWD, "etc/ok": b"1"})
+    install_image(client, "example.com/ok:1", {}, {"etc/passwd": PASSWD, "etc/ok": b"1"})
     with pytest.raises(errdefs.AlreadyExists):
         client.containers.create_from_image("taken", "example.com/ok:1")
     with pytest.raises(errdefs.NotFound):

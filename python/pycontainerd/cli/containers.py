@@ -19,11 +19,13 @@ from pycontainerd.cli.common import client_from, object_with_labels, parse_label
 from pycontainerd.cli.leases import print_space_table
 from pycontainerd.client import Client
 from pycontainerd.client.containers import DEFAULT_RUNTIME
-from pycontainerd.containers import AnyValue, Container
+from pycontainerd.containers import AnyValue, Container, RuntimeInfo
 from pycontainerd.oci import (
     SpecOpt,
+    canonical,
     spec_from_any,
     with_all_devices_allowed,
+    with_annotations,
     with_cpu_shares,
     with_cpus,
     with_env,
@@ -39,20 +41,26 @@ from pycontainerd.oci import (
 from pycontainerd.snapshots import DEFAULT_SNAPSHOTTER
 
 __all__ = [
+    "RUNC_OPTIONS_TYPE_URL",
     "add_container_flags",
     "add_parser",
     "container_info_json",
     "container_spec_opts",
     "create_container",
     "parse_mount",
+    "runtime_from_args",
 ]
+
+#: The type of runc's runtime options (``containerd.runc.v1.Options``), as ctr sends them.
+RUNC_OPTIONS_TYPE_URL = "containerd.runc.v1.Options"
 
 
 # --- shared with run ---------------------------------------------------------------------
 
 
-def add_container_flags(p: argparse.ArgumentParser) -> None:
-    """ctr's snapshotter and container flags (those pycontainerd implements)."""
+def add_container_flags(p: argparse.ArgumentParser, *, run: bool = False) -> None:
+    """ctr's snapshotter and container flags (those pycontainerd implements); with ``run``,
+    also those only ``ctr run`` has (``--cpus``, ``--cpu-shares``)."""
     p.add_argument(
         "--snapshotter",
         default=DEFAULT_SNAPSHOTTER,
@@ -89,10 +97,11 @@ def add_container_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--memory-limit", type=int, default=0, help="memory limit in bytes for the container"
     )
-    p.add_argument("--cpus", type=float, default=0.0, help="set the CFS cpu quota")
-    p.add_argument(
-        "--cpu-shares", type=int, default=1024, help="set the cpu shares (default %(default)s)"
-    )
+    if run:
+        p.add_argument("--cpus", type=float, default=0.0, help="set the CFS cpu quota")
+        p.add_argument(
+            "--cpu-shares", type=int, default=1024, help="set the cpu shares (default %(default)s)"
+        )
 
 
 def parse_mount(text: str) -> dict[str, Any]:
@@ -137,13 +146,23 @@ def container_spec_opts(args: argparse.Namespace) -> list[SpecOpt]:
         opts += [with_privileged(), with_all_devices_allowed(), with_host_devices()]
     if args.net_host:
         opts.append(with_net_host())
-    if args.cpus > 0:
+    if getattr(args, "cpus", 0) > 0:
         opts.append(with_cpus(args.cpus))
-    if args.cpu_shares > 0:
+    if getattr(args, "cpu_shares", 0) > 0:
         opts.append(with_cpu_shares(args.cpu_shares))
     if args.memory_limit:
         opts.append(with_memory_limit(args.memory_limit))
+    labels = parse_labels(args.label)
+    if labels:
+        opts.append(with_annotations(labels))  # as ctr: the labels are annotations too
     return opts
+
+
+def runtime_from_args(args: argparse.Namespace) -> RuntimeInfo:
+    """The runtime as ctr sets it: runc's (empty) options for ``io.containerd.runc.v2``."""
+    if args.runtime == DEFAULT_RUNTIME:
+        return RuntimeInfo(args.runtime, AnyValue(RUNC_OPTIONS_TYPE_URL, b""))
+    return RuntimeInfo(args.runtime)
 
 
 def create_container(
@@ -160,7 +179,7 @@ def create_container(
         args=list(command) or None,
         spec_opts=container_spec_opts(args),
         snapshotter=args.snapshotter,
-        runtime=args.runtime,
+        runtime=runtime_from_args(args),
         labels=parse_labels(args.label),
         snapshot_labels=parse_labels(args.snapshotter_label),
     )
@@ -194,20 +213,20 @@ def container_info_json(c: Container, *, spec_only: bool = False) -> str:
     """What ``ctr containers info`` prints: the record as Go encodes it, the spec decoded."""
     spec: Any = None
     if c.spec is not None and c.spec.value:
-        spec = spec_from_any(c.spec)
+        spec = canonical(spec_from_any(c.spec))
     if spec_only:
         doc: Any = spec
     else:
         doc = {
             "ID": c.id,
-            "Labels": dict(c.labels) or None,
+            "Labels": {k: c.labels[k] for k in sorted(c.labels)} or None,
             "Image": c.image,
             "Runtime": {"Name": c.runtime.name, "Options": _any_json(c.runtime.options)},
             "SnapshotKey": c.snapshot_key,
             "Snapshotter": c.snapshotter,
             "CreatedAt": _go_time(c.created_at),
             "UpdatedAt": _go_time(c.updated_at),
-            "Extensions": {k: _any_json(v) for k, v in c.extensions.items()} or None,
+            "Extensions": {k: _any_json(c.extensions[k]) for k in sorted(c.extensions)} or None,
         }
         if spec is not None:
             doc["Spec"] = spec

@@ -30,6 +30,7 @@ __all__ = [
     "Spec",
     "SpecOpt",
     "apply_opts",
+    "canonical",
     "default_mounts",
     "generate_spec",
     "spec_from_any",
@@ -168,9 +169,78 @@ def apply_opts(spec: Spec, opts: Iterable[SpecOpt]) -> Spec:
     return spec
 
 
+# The runtime spec's objects: their fields in Go's struct order, and the kind of each field
+# that is an object ("[kind" a list of them, "{}" a map, whose keys Go sorts).
+_GO_FIELDS: Final[dict[str, tuple[str, dict[str, str]]]] = {
+    "spec": (
+        "ociVersion process root hostname domainname mounts hooks annotations linux solaris "
+        "windows vm zos",
+        {
+            "process": "process",
+            "root": "root",
+            "mounts": "[mount",
+            "annotations": "{}",
+            "linux": "linux",
+        },
+    ),
+    "process": (
+        "terminal consoleSize user args commandLine env cwd capabilities rlimits "
+        "noNewPrivileges apparmorProfile oomScoreAdj selinuxLabel",
+        {"consoleSize": "box", "user": "user", "capabilities": "caps", "rlimits": "[rlimit"},
+    ),
+    "box": ("height width", {}),
+    "user": ("uid gid umask additionalGids username", {}),
+    "caps": ("bounding effective inheritable permitted ambient", {}),
+    "rlimit": ("type hard soft", {}),
+    "root": ("path readonly", {}),
+    "mount": ("destination type source options", {}),
+    "linux": (
+        "uidMappings gidMappings sysctl resources cgroupsPath namespaces devices seccomp "
+        "rootfsPropagation maskedPaths readonlyPaths mountLabel intelRdt personality",
+        {"sysctl": "{}", "resources": "resources", "namespaces": "[ns", "devices": "[device"},
+    ),
+    "ns": ("type path", {}),
+    "device": ("path type major minor fileMode uid gid", {}),
+    "resources": (
+        "devices memory cpu pids blockIO hugepageLimits network rdma unified",
+        {"devices": "[devcg", "memory": "memory", "cpu": "cpu", "pids": "pids", "unified": "{}"},
+    ),
+    "devcg": ("allow type major minor access", {}),
+    "memory": (
+        "limit reservation swap kernel kernelTCP swappiness disableOOMKiller useHierarchy "
+        "checkBeforeUpdate",
+        {},
+    ),
+    "cpu": ("shares quota burst period realtimeRuntime realtimePeriod cpus mems idle", {}),
+    "pids": ("limit", {}),
+}
+
+
+def _go_order(value: Any, kind: str) -> Any:
+    if kind == "{}":
+        return {k: value[k] for k in sorted(value)} if isinstance(value, dict) else value
+    if kind.startswith("["):
+        return [_go_order(v, kind[1:]) for v in value] if isinstance(value, list) else value
+    if not isinstance(value, dict) or kind not in _GO_FIELDS:
+        return value
+    names, kinds = _GO_FIELDS[kind]
+    order = names.split()
+    rank = {name: i for i, name in enumerate(order)}
+    keys = sorted(value, key=lambda k: (rank.get(k, len(order)), 0))
+    return {k: _go_order(value[k], kinds.get(k, "")) for k in keys}
+
+
+def canonical(spec: Spec) -> Spec:
+    """A copy of ``spec`` with every known object's keys in Go's order and maps sorted, as
+    containerd's tools print a spec; unknown keys are kept, after the known ones."""
+    out: Spec = _go_order(spec, "spec")
+    return out
+
+
 def spec_to_any(spec: Spec) -> AnyValue:
-    """The spec as a container record holds it: JSON under containerd's type URL."""
-    return AnyValue(SPEC_TYPE_URL, json.dumps(spec, separators=(",", ":")).encode())
+    """The spec as a container record holds it: JSON (keys in Go's order) under containerd's
+    type URL."""
+    return AnyValue(SPEC_TYPE_URL, json.dumps(canonical(spec), separators=(",", ":")).encode())
 
 
 def spec_from_any(value: AnyValue) -> Spec:
