@@ -305,3 +305,19 @@ def test_create_from_image_failures_leave_nothing(client: Client) -> None:
         client.containers.create_from_image("taken", "example.com/ok:1")
     with pytest.raises(errdefs.NotFound):
         sn.stat("taken")
+
+
+def test_a_container_holds_its_snapshot(daemon: Daemon, client: Client) -> None:
+    sn = client.snapshots("overlayfs")
+    with client.with_lease():
+        sn.prepare("held", "")
+        sn.prepare("loose", "")
+        client.containers.create("c", spec=SPEC, snapshotter="overlayfs", snapshot_key="held")
+    daemon.collect_garbage()
+    sn.stat("held")
+    with pytest.raises(errdefs.NotFound):
+        sn.stat("loose")
+    client.containers.delete("c")
+    daemon.collect_garbage()
+    with pytest.raises(errdefs.NotFound):
+        sn.stat("held")
