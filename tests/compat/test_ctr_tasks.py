@@ -1,0 +1,146 @@
+"""containerd's ``ctr`` runs containers through our daemon (Containers and Tasks services,
+the runtime v2 shim, the FIFOs ctr makes): ``run --rm`` output and exit codes, stdin, ``run
+-d`` with the ``tasks`` commands, and an imported image unpacked and run by ctr."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pycontainerd.platforms import host
+from tests.fixtures.containers import fill_busybox
+from tests.fixtures.daemon import Daemon
+from tests.fixtures.images import TestImage, busybox_tar, oci_layout_tar, platform_image
+
+pytestmark = [pytest.mark.integration, pytest.mark.compat]
+
+
+class Ctr:
+    """ctr against the daemon in a namespace of its own, FIFOs under the test's directory."""
+
+    def __init__(self, daemon: Daemon, tmp: Path) -> None:
+        self.daemon = daemon
+        self.namespace = f"ctr-{uuid.uuid4().hex[:8]}"
+        self.fifo_dir = tmp / "fifo"
+        self.fifo_dir.mkdir()
+        self.rootfs = tmp / "rootfs"
+        fill_busybox(self.rootfs)
+
+    def __call__(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["ctr", "-a", self.daemon.address, "-n", self.namespace, *args],
+            input=stdin,
+            stdin=None if stdin is not None else subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def ok(self, *args: str, stdin: str | None = None) -> str:
+        result = self(*args, stdin=stdin)
+        assert result.returncode == 0, f"ctr {' '.join(args)}: {result.stderr}"
+        return result.stdout
+
+    def run(
+        self, id_: str, *args: str, flags: tuple[str, ...] = ("--rm",), stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """``ctr run`` on the busybox directory (ctr's ``--rootfs``: no image)."""
+        return self(
+            "run",
+            *flags,
+            "--fifo-dir",
+            str(self.fifo_dir),
+            "--env",
+            "PATH=/bin",
+            "--rootfs",
+            str(self.rootfs),
+            id_,
+            *args,
+            stdin=stdin,
+        )
+
+    def cleanup(self) -> None:
+        for line in self("tasks", "ls", "-q").stdout.split():
+            self("tasks", "kill", "-s", "SIGKILL", line)
+            self("tasks", "delete", "--force", line)
+        for line in self("containers", "ls", "-q").stdout.split():
+            self("containers", "delete", line)
+        for line in self("images", "ls", "-q").stdout.split():
+            self("images", "rm", "--sync", line)
+        self("namespaces", "remove", self.namespace)
+        for controller in Path("/sys/fs/cgroup").iterdir():
+            cg = controller / self.namespace
+            if cg.is_dir():
+                cg.rmdir()
+
+
+@pytest.fixture
+def ctr(daemon: Daemon, tmp_path: Path) -> Iterator[Ctr]:
+    c = Ctr(daemon, tmp_path)
+    try:
+        yield c
+    finally:
+        c.cleanup()
+
+
+def test_run_rm_prints_hi_and_keeps_exit_codes(ctr: Ctr) -> None:
+    result = ctr.run("hi", "echo", "hi")
+    assert (result.returncode, result.stdout) == (0, "hi\n"), result.stderr
+    result = ctr.run("three", "sh", "-c", "exit 3")
+    assert result.returncode == 3, result.stderr
+    result = ctr.run("piped", "cat", flags=("--rm",), stdin="through stdin\n")
+    assert (result.returncode, result.stdout) == (0, "through stdin\n"), result.stderr
+    assert ctr.ok("containers", "ls", "-q") == ""
+    assert list(ctr.fifo_dir.iterdir()) == []
+
+
+def test_run_missing_binary_fails_with_runcs_message(ctr: Ctr) -> None:
+    result = ctr.run("broken", "/no/such/binary")
+    assert result.returncode != 0
+    assert "/no/such/binary" in result.stderr
+    assert "failed to create shim task" in result.stderr
+
+
+def test_run_detached_and_the_tasks_commands(ctr: Ctr) -> None:
+    result = ctr.run("bg", "sleep", "1000", flags=("-d",))
+    assert result.returncode == 0, result.stderr
+    listed = ctr.ok("tasks", "ls").splitlines()
+    assert listed[1].split()[0::2] == ["bg", "RUNNING"]
+    pid = listed[1].split()[1]
+    assert pid in ctr.ok("tasks", "ps", "bg")
+    assert "memory" in ctr.ok("tasks", "metrics", "bg")
+    ctr.ok("tasks", "pause", "bg")
+    assert ctr.ok("tasks", "ls").splitlines()[1].split()[2] == "PAUSED"
+    ctr.ok("tasks", "resume", "bg")
+    assert ctr.ok("tasks", "exec", "--exec-id", "e1", "bg", "echo", "inside") == "inside\n"
+    refused = ctr("tasks", "delete", "bg")
+    assert refused.returncode != 0
+    assert "must be stopped" in refused.stderr
+    ctr.ok("tasks", "kill", "-s", "SIGKILL", "bg")
+    ctr.ok("tasks", "delete", "--force", "bg")  # waits for the exit
+    assert ctr.ok("tasks", "ls", "-q") == ""
+    ctr.ok("containers", "delete", "bg")
+
+
+def test_run_an_imported_image(ctr: Ctr, tmp_path: Path) -> None:
+    image = TestImage([platform_image(host(), [busybox_tar()], seed="tasks")])
+    archive = tmp_path / "busybox.tar"
+    archive.write_bytes(oci_layout_tar(image, "example.com/test/busybox:tasks"))
+    ctr.ok("images", "import", "--snapshotter", "overlayfs", str(archive))
+    result = ctr(
+        "run",
+        "--rm",
+        "--snapshotter",
+        "overlayfs",
+        "--fifo-dir",
+        str(ctr.fifo_dir),
+        "example.com/test/busybox:tasks",
+        "img",
+        "/bin/echo",
+        "hi",
+    )
+    assert (result.returncode, result.stdout) == (0, "hi\n"), result.stderr
