@@ -34,7 +34,10 @@ from tests.fixtures.daemon import Daemon
 
 pytestmark = pytest.mark.integration
 
+#: The runtime name ctr uses: our shim when it is installed, else containerd's runc shim.
 RUNTIME = "io.containerd.runc.v2"
+#: containerd's own shim, by path (a path is used as it is): the daemon drives any v2 shim.
+CONTAINERD_SHIM = "/usr/bin/containerd-shim-runc-v2"
 SNAPSHOTTER = "overlayfs"
 LAYER = "busybox-layer"
 #: The test's snapshots are its own to remove: the collector leaves them alone.
@@ -44,9 +47,10 @@ ROOT = {"containerd.io/gc.root": "tasks test"}
 class Runner:
     """Containers of one test, in their own namespace, cleaned up after it."""
 
-    def __init__(self, daemon: Daemon, tmp: Path) -> None:
+    def __init__(self, daemon: Daemon, tmp: Path, runtime: str) -> None:
         self.daemon = daemon
         self.tmp = tmp
+        self.runtime = runtime
         self.namespace = f"tasks-{uuid.uuid4().hex[:8]}"
         self.client = Client(daemon.address, namespace=self.namespace)
         self.tasks = tasks_pb2_grpc.TasksStub(self.client.channel)
@@ -68,7 +72,7 @@ class Runner:
         self.tasks = tasks_pb2_grpc.TasksStub(self.client.channel)
         self.containers = containers_pb2_grpc.ContainersStub(self.client.channel)
 
-    def container(self, id_: str, args: list[str], *, runtime: str = RUNTIME) -> str:
+    def container(self, id_: str, args: list[str]) -> str:
         """A container record with a snapshot of the busybox layer."""
         self.client.snapshots(SNAPSHOTTER).prepare(id_, LAYER, labels=ROOT)
         spec = oci_spec(args, namespace=self.namespace, id_=id_)
@@ -77,7 +81,7 @@ class Runner:
             containers_pb2.CreateContainerRequest(
                 container=containers_pb2.Container(
                     id=id_,
-                    runtime=containers_pb2.Container.Runtime(name=runtime),
+                    runtime=containers_pb2.Container.Runtime(name=self.runtime),
                     spec=any_pb2.Any(type_url=SPEC_TYPE_URL, value=json.dumps(spec).encode()),
                     snapshotter=SNAPSHOTTER,
                     snapshot_key=id_,
@@ -136,9 +140,9 @@ class Runner:
                 os.rmdir(cg)
 
 
-@pytest.fixture
-def runner(daemon: Daemon, tmp_path: Path) -> Iterator[Runner]:
-    r = Runner(daemon, tmp_path)
+@pytest.fixture(params=[RUNTIME, CONTAINERD_SHIM], ids=["default-shim", "containerd-shim"])
+def runner(daemon: Daemon, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Runner]:
+    r = Runner(daemon, tmp_path, request.param)
     try:
         yield r
     finally:
