@@ -10,9 +10,6 @@ first, then the bundle is renamed aside and deleted.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
-import errno
 import json
 import os
 import shutil
@@ -20,12 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pycontainerd import errdefs, identifiers
+from pycontainerd.mount import unmount_all
 
 __all__ = ["CONFIG_FILENAME", "Bundle"]
 
 CONFIG_FILENAME = "config.json"
-
-_MNT_DETACH = 2
 
 
 @dataclass(frozen=True)
@@ -100,7 +96,12 @@ class Bundle:
             work = os.readlink(self.path / "work")
         except OSError:
             work = None
-        unmount_all(self.rootfs)
+        try:
+            unmount_all(self.rootfs)
+        except errdefs.ContainerdError as exc:
+            raise errdefs.FailedPrecondition(
+                f"unmount bundle rootfs {self.rootfs}: {exc.message}"
+            ) from None
         try:
             os.rmdir(self.rootfs)
         except FileNotFoundError:
@@ -135,37 +136,3 @@ def _remapped_gid(spec: bytes) -> int:
         if isinstance(mapping, dict) and mapping.get("containerID") == 0:
             return int(mapping.get("hostID", 0))
     return 0
-
-
-def _mountpoints() -> list[str]:
-    points = []
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
-        for line in f:
-            fields = line.split()
-            if len(fields) > 4:
-                points.append(_unescape(fields[4]))
-    return points
-
-
-def _unescape(path: str) -> str:
-    out, i = [], 0
-    while i < len(path):
-        if path[i] == "\\" and i + 3 < len(path) and path[i + 1 : i + 4].isdigit():
-            out.append(chr(int(path[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(path[i])
-            i += 1
-    return "".join(out)
-
-
-def unmount_all(target: Path) -> None:
-    """Unmount every mount stacked on ``target`` (the shim normally has already)."""
-    path = os.path.realpath(target) if target.exists() else str(target)
-    while path in _mountpoints():
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        if libc.umount2(os.fsencode(path), _MNT_DETACH) != 0:
-            err = ctypes.get_errno()
-            if err == errno.EINVAL:  # not a mount point after all
-                return
-            raise errdefs.FailedPrecondition(f"unmount {path}: {os.strerror(err)}")
