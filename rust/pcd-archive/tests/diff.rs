@@ -434,31 +434,40 @@ impl Drop for Mounted {
     }
 }
 
-#[test]
-fn upperdir_walk_writes_the_same_layer_as_the_double_walk() {
-    let tmp = tempfile::tempdir().unwrap();
-    let [lower, upper, work, merged, target] =
-        ["lower", "upper", "work", "merged", "target"].map(|n| tmp.path().join(n));
-    for d in [&lower, &upper, &work, &merged, &target] {
+/// An overlay of `lower` with upper and work directories in `tmp`, mounted on `tmp/merged`.
+fn overlay(tmp: &Path, lower: &Path, extra: &[&str]) -> (Mounted, PathBuf, PathBuf) {
+    let [upper, work, merged] = ["upper", "work", "merged"].map(|n| tmp.join(n));
+    for d in [&upper, &work, &merged] {
         fs::create_dir(d).unwrap();
     }
-    make_lower(&lower);
-    copy_tree(&lower, &target);
     let guard = Mounted(merged.clone());
+    let mut options = vec![
+        format!("lowerdir={}", lower.display()),
+        format!("upperdir={}", upper.display()),
+        format!("workdir={}", work.display()),
+        "index=off".into(),
+    ];
+    options.extend(extra.iter().map(|s| s.to_string()));
     let m = pcd_mount::Mount {
         r#type: "overlay".into(),
         source: "overlay".into(),
         target: String::new(),
-        options: vec![
-            format!("lowerdir={}", lower.display()),
-            format!("upperdir={}", upper.display()),
-            format!("workdir={}", work.display()),
-            "index=off".into(),
-            "redirect_dir=off".into(),
-            "metacopy=off".into(),
-        ],
+        options,
     };
     pcd_mount::mount_all(&[m], &merged).unwrap();
+    (guard, upper, merged)
+}
+
+#[test]
+fn upperdir_walk_writes_the_same_layer_as_the_double_walk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let [lower, target] = ["lower", "target"].map(|n| tmp.path().join(n));
+    for d in [&lower, &target] {
+        fs::create_dir(d).unwrap();
+    }
+    make_lower(&lower);
+    copy_tree(&lower, &target);
+    let (guard, upper, merged) = overlay(tmp.path(), &lower, &["redirect_dir=off", "metacopy=off"]);
     change(&merged);
     // A file and a directory deleted outright: overlayfs whiteouts in the upper directory.
     fs::remove_file(merged.join("etc/conf.d/b.conf")).unwrap();
@@ -491,4 +500,65 @@ fn upperdir_walk_writes_the_same_layer_as_the_double_walk() {
 
     apply_layer(&fast[..], &target, &ApplyOptions::default()).unwrap();
     assert_eq!(describe(&target), expect);
+}
+
+#[test]
+fn upperdir_walk_follows_renamed_directories() {
+    let tmp = tempfile::tempdir().unwrap();
+    let [lower, target] = ["lower", "target"].map(|n| tmp.path().join(n));
+    for d in [&lower, &target] {
+        fs::create_dir(d).unwrap();
+    }
+    make_lower(&lower);
+    copy_tree(&lower, &target);
+    let (guard, upper, merged) = overlay(tmp.path(), &lower, &["redirect_dir=on"]);
+    // Renames of lower directories: overlayfs records them as redirects, not copies.
+    fs::rename(merged.join("etc"), merged.join("etc-moved")).unwrap();
+    fs::write(
+        merged.join("etc-moved/conf.d/a.conf"),
+        b"changed after the move",
+    )
+    .unwrap();
+    fs::rename(
+        merged.join("usr/lib/deep/er"),
+        merged.join("usr/lib/er-moved"),
+    )
+    .unwrap();
+    fs::rename(merged.join("var"), merged.join("usr/var-moved")).unwrap();
+    let (walked, walked_stats) = diff(&lower, &merged, &plain());
+    let expect = describe(&merged);
+    drop(guard);
+    let redirect =
+        pcd_sys::xattr::lgetxattr(&cstr(&upper.join("etc-moved")), c"trusted.overlay.redirect")
+            .unwrap();
+    assert!(redirect.is_some(), "no redirect recorded");
+
+    let opts = DiffOptions {
+        upperdir: true,
+        ..plain()
+    };
+    let (fast, fast_stats) = diff(&lower, &upper, &opts);
+    assert_eq!(diff_entries(&fast), diff_entries(&walked));
+    assert_eq!(fast, walked);
+    assert_eq!(fast_stats, walked_stats);
+    apply_layer(&fast[..], &target, &ApplyOptions::default()).unwrap();
+    assert_eq!(describe(&target), expect);
+}
+
+#[test]
+fn upperdir_walk_refuses_metacopy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lower = tmp.path().join("lower");
+    fs::create_dir(&lower).unwrap();
+    make_lower(&lower);
+    let (guard, upper, merged) = overlay(tmp.path(), &lower, &["redirect_dir=on", "metacopy=on"]);
+    fs::set_permissions(merged.join("etc/passwd"), fs::Permissions::from_mode(0o600)).unwrap();
+    drop(guard);
+    let opts = DiffOptions {
+        upperdir: true,
+        ..plain()
+    };
+    let err = write_diff(&lower, &upper, Vec::new(), &opts).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert!(err.to_string().contains("metacopy"), "{err}");
 }

@@ -28,9 +28,10 @@ pub(crate) struct Meta {
     pub(crate) xattrs: Vec<(Vec<u8>, Vec<u8>)>,
     /// `trusted.overlay.opaque` is `y` (only read in overlay upper directories).
     pub(crate) opaque: bool,
-    /// `trusted.overlay.redirect` or `trusted.overlay.metacopy` is set: the upper directory
-    /// cannot be read alone.
-    pub(crate) overlay_indirect: bool,
+    /// `trusted.overlay.redirect`: where in the lower layers a renamed directory's entries are.
+    pub(crate) redirect: Option<Vec<u8>>,
+    /// `trusted.overlay.metacopy`: the file's data is in a lower layer.
+    pub(crate) metacopy: bool,
 }
 
 fn kept_xattr(name: &[u8]) -> bool {
@@ -51,7 +52,8 @@ impl Meta {
             .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
         let mut xattrs = Vec::new();
         let mut opaque = false;
-        let mut overlay_indirect = false;
+        let mut redirect = None;
+        let mut metacopy = false;
         for name in pcd_sys::xattr::llistxattr(&cpath)? {
             let overlay = name.starts_with(b"trusted.overlay.");
             if !overlay && !kept_xattr(&name) {
@@ -64,9 +66,8 @@ impl Meta {
             };
             match name.as_slice() {
                 b"trusted.overlay.opaque" => opaque = value == b"y",
-                b"trusted.overlay.redirect" | b"trusted.overlay.metacopy" => {
-                    overlay_indirect = true
-                }
+                b"trusted.overlay.redirect" => redirect = Some(value),
+                b"trusted.overlay.metacopy" => metacopy = true,
                 _ if overlay => {}
                 _ => xattrs.push((name, value)),
             }
@@ -85,7 +86,8 @@ impl Meta {
             ino: md.ino(),
             xattrs,
             opaque,
-            overlay_indirect,
+            redirect,
+            metacopy,
         }))
     }
 

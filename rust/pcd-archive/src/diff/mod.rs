@@ -219,25 +219,38 @@ pub(crate) struct ChangeWriter<W: Write> {
     /// Unmodified names of an inode not archived yet, linked once it is.
     inode_refs: HashMap<(u64, u64), Vec<Vec<u8>>>,
     added_dirs: HashSet<Vec<u8>>,
+    /// Where directories of the new tree were found, when not at `source/rel`.
+    dir_sources: HashMap<Vec<u8>, PathBuf>,
+    /// `source` holds the whole new tree (no overlay upper directory).
+    source_is_tree: bool,
     stats: DiffStats,
     buf: Vec<u8>,
 }
 
 impl<W: Write> ChangeWriter<W> {
-    fn err(&self, rel: &[u8], op: &'static str, e: io::Error) -> DiffError {
-        DiffError::io(&self.path(rel), op, e)
+    /// Where the new tree's directory `rel` is: as the walk recorded it (an overlay directory
+    /// can come from a lower layer), else under `source`.
+    fn dir_path(&self, rel: &[u8]) -> PathBuf {
+        match self.dir_sources.get(rel) {
+            Some(p) => p.clone(),
+            None => self.source.join(std::ffi::OsStr::from_bytes(rel)),
+        }
     }
 
-    fn path(&self, rel: &[u8]) -> PathBuf {
-        self.source.join(std::ffi::OsStr::from_bytes(rel))
+    /// Records where the walk found the new tree's directory `rel`.
+    pub(crate) fn visit_dir(&mut self, rel: &[u8], path: &Path) {
+        if !self.source_is_tree && path != self.source.join(std::ffi::OsStr::from_bytes(rel)) {
+            self.dir_sources.insert(rel.to_vec(), path.to_path_buf());
+        }
     }
 
-    /// Handles one change of `rel` (a path relative to the roots, without leading slash).
+    /// Handles one change of `rel` (a path relative to the roots, without leading slash);
+    /// `meta` and `path` are the entry in the new tree (none for a deletion).
     pub(crate) fn handle(
         &mut self,
         kind: Change,
         rel: &[u8],
-        meta: Option<&Meta>,
+        entry: Option<(&Meta, &Path)>,
     ) -> Result<(), DiffError> {
         if kind == Change::Delete {
             let (dir, base) = match rel.iter().rposition(|b| *b == b'/') {
@@ -256,7 +269,7 @@ impl<W: Write> ChangeWriter<W> {
             self.stats.whiteouts += 1;
             return self.write_header(&h);
         }
-        let Some(meta) = meta else {
+        let Some((meta, path)) = entry else {
             return Ok(());
         };
         let kind_bits = meta.kind();
@@ -280,7 +293,7 @@ impl<W: Write> ChangeWriter<W> {
             libc::S_IFLNK => {
                 h.typeflag = tarw::SYMLINK;
                 let target =
-                    std::fs::read_link(self.path(rel)).map_err(|e| self.err(rel, "readlink", e))?;
+                    std::fs::read_link(path).map_err(|e| DiffError::io(path, "readlink", e))?;
                 h.linkname = target.as_os_str().as_bytes().to_vec();
             }
             libc::S_IFCHR | libc::S_IFBLK => {
@@ -322,7 +335,7 @@ impl<W: Write> ChangeWriter<W> {
             tarw::REG => {
                 self.stats.files += 1;
                 if h.size > 0 {
-                    self.copy_file(rel, h.size)?;
+                    self.copy_file(path, h.size)?;
                 }
             }
             tarw::DIR => self.stats.dirs += 1,
@@ -361,11 +374,11 @@ impl<W: Write> ChangeWriter<W> {
             let parent = name[..i].to_vec();
             if !parent.is_empty() && !self.added_dirs.contains(&parent) {
                 self.added_dirs.insert(parent.clone());
-                let path = self.path(&parent);
+                let path = self.dir_path(&parent);
                 let meta = Meta::read(&path)
                     .map_err(|e| DiffError::io(&path, "stat", e))?
                     .ok_or_else(|| DiffError::io(&path, "stat", io::ErrorKind::NotFound.into()))?;
-                self.handle(Change::Modify, &parent, Some(&meta))?;
+                self.handle(Change::Modify, &parent, Some((&meta, &path)))?;
             }
         }
         if h.typeflag == tarw::DIR {
@@ -375,9 +388,8 @@ impl<W: Write> ChangeWriter<W> {
     }
 
     /// Copies exactly `size` bytes of the file into the archive.
-    fn copy_file(&mut self, rel: &[u8], size: u64) -> Result<(), DiffError> {
-        let path = self.path(rel);
-        let mut f = meta::open_regular(&path).map_err(|e| DiffError::io(&path, "open", e))?;
+    fn copy_file(&mut self, path: &Path, size: u64) -> Result<(), DiffError> {
+        let mut f = meta::open_regular(path).map_err(|e| DiffError::io(path, "open", e))?;
         let mut left = size;
         if self.buf.is_empty() {
             self.buf = vec![0u8; 1 << 20];
@@ -387,14 +399,14 @@ impl<W: Write> ChangeWriter<W> {
             let n = match f.read(&mut self.buf[..want]) {
                 Ok(0) => {
                     return Err(DiffError::io(
-                        &path,
+                        path,
                         "read",
                         io::Error::other("file shrank while reading"),
                     ))
                 }
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(DiffError::io(&path, "read", e)),
+                Err(e) => return Err(DiffError::io(path, "read", e)),
             };
             self.tar
                 .data()
@@ -444,6 +456,8 @@ pub fn write_diff<W: Write>(
         inode_src: HashMap::new(),
         inode_refs: HashMap::new(),
         added_dirs: HashSet::new(),
+        dir_sources: HashMap::new(),
+        source_is_tree: !opts.upperdir,
         stats: DiffStats::default(),
         buf: Vec::new(),
     };

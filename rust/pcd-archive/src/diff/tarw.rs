@@ -204,10 +204,13 @@ mod tests {
 
     #[test]
     fn record_lengths_count_themselves() {
-        assert_eq!(pax_record(b"path", b"a"), b"10 path=a\n");
-        let r = pax_record(b"k", &[b'x'; 93]);
-        assert_eq!(r.len(), 100);
-        assert!(r.starts_with(b"100 k="));
+        assert_eq!(pax_record(b"path", b"a"), b"9 path=a\n");
+        assert_eq!(pax_record(b"path", b"abc"), b"12 path=abc\n");
+        // 97 bytes without the length: "99 " fits, "100 " would not, so 101 with it.
+        assert_eq!(pax_record(b"k", &[b'x'; 93]).len(), 99);
+        let r = pax_record(b"k", &[b'x'; 94]);
+        assert_eq!(r.len(), 101);
+        assert!(r.starts_with(b"101 k="));
     }
 
     #[test]
