@@ -4,7 +4,12 @@ the runtime v2 shim, the FIFOs ctr makes): ``run --rm`` output and exit codes, s
 
 from __future__ import annotations
 
+import os
+import pty
+import queue
+import select
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -144,3 +149,89 @@ def test_run_an_imported_image(ctr: Ctr, tmp_path: Path) -> None:
         "hi",
     )
     assert (result.returncode, result.stdout) == (0, "hi\n"), result.stderr
+
+
+def _run_on_a_terminal(argv: list[str], typed: bytes) -> tuple[bytes, int]:
+    """Run ``argv`` on a new pseudo-terminal, type ``typed``, collect what it shows."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: ctr on the terminal
+        try:
+            os.execvp(argv[0], argv)
+        finally:
+            os._exit(127)
+    out = b""
+    sent = False
+    try:
+        while True:
+            ready, _, _ = select.select([fd], [], [], 60)
+            if not ready:
+                break
+            try:
+                data = os.read(fd, 4096)
+            except OSError:  # EIO: the terminal's other side closed
+                break
+            if not data:
+                break
+            out += data
+            if not sent and b"ready" in out:
+                os.write(fd, typed)
+                sent = True
+    finally:
+        os.close(fd)
+        _, status = os.waitpid(pid, 0)
+    return out, os.waitstatus_to_exitcode(status)
+
+
+@pytest.mark.parametrize("runtime", ["io.containerd.runc.v2", "/usr/bin/containerd-shim-runc-v2"])
+def test_run_with_a_terminal(ctr: Ctr, runtime: str) -> None:
+    argv = [
+        "ctr", "-a", ctr.daemon.address, "-n", ctr.namespace, "run", "--rm", "-t",
+        "--runtime", runtime, "--fifo-dir", str(ctr.fifo_dir), "--env", "PATH=/bin",
+        "--rootfs", str(ctr.rootfs), "tty",
+        "sh", "-c", "tty; echo ready; read line; echo got $line; exit 4",
+    ]  # fmt: skip
+    out, code = _run_on_a_terminal(argv, b"typed\r")
+    text = out.decode(errors="replace")
+    assert code == 4, text
+    assert "/dev/pts/" in text
+    assert "got typed" in text
+
+
+def test_ctr_events_shows_the_task_events(ctr: Ctr) -> None:
+    events = subprocess.Popen(
+        ["ctr", "-a", ctr.daemon.address, "events"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(
+        target=lambda: [lines.put(line) for line in events.stdout or ()], daemon=True
+    )
+    reader.start()
+    try:
+        # the subscription is in place once one of our own events comes through
+        marker = f"marker-{ctr.namespace}"
+        for _ in range(100):
+            ctr.ok("namespaces", "create", marker)
+            ctr.ok("namespaces", "remove", marker)
+            try:
+                line = lines.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if marker in line:
+                break
+        else:
+            raise AssertionError("ctr events never showed an event")
+        result = ctr.run("evented", "true")
+        assert result.returncode == 0, result.stderr
+        wanted = ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"]
+        seen: list[str] = []
+        while len(seen) < len(wanted):
+            line = lines.get(timeout=60)
+            if ctr.namespace in line and "/tasks/" in line:
+                seen.append(next(t for t in line.split() if t.startswith("/tasks/")))
+        assert seen == wanted
+    finally:
+        events.terminate()
+        events.wait()
