@@ -30,7 +30,7 @@ __all__ = [
     "LABEL_GC_EXPIRE",
     "LABEL_GC_FLAT",
     "LEASE_HEADER",
-    "MAX_ID_LENGTH",
+    "MAX_LEASE_ID_LENGTH",
     "RESOURCE_CONTENT",
     "RESOURCE_INGESTS",
     "RESOURCE_SNAPSHOTS",
@@ -58,12 +58,8 @@ RESOURCE_INGESTS: Final = "ingests"
 #: Prefix of snapshot resource types: ``snapshots/<snapshotter>``.
 RESOURCE_SNAPSHOTS: Final = "snapshots"
 
-#: The longest lease id, in bytes, as containerd's identifiers.
-MAX_ID_LENGTH: Final = 76
-# containerd's identifier alphabet. Go clients make ids with leases.WithRandomID
-# ("<nanoseconds>-<4 chars of URL-safe base64>"), which may put two separators side by side
-# or end with one, so the id need only start with a letter or digit.
-_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+#: The longest lease id taken, in bytes (a path, at most, as ``ctr images mount`` uses).
+MAX_LEASE_ID_LENGTH: Final = 4096
 
 
 @dataclass(frozen=True)
@@ -119,22 +115,25 @@ def _quote(s: str) -> str:
 
 
 def validate_id(lease_id: str) -> None:
-    """Refuse an id that is empty, too long, or anything but letters, digits, ``.``, ``_``, ``-``.
+    """Refuse an id that is empty, longer than :data:`MAX_LEASE_ID_LENGTH` bytes, or holds a
+    NUL or a control character.
 
-    Ids are containerd's identifiers, except that separators may repeat or end the id, as the
-    ids Go clients generate do; nothing path-like (``/``, ``..``) passes.
+    containerd 1.6 takes any id (``ctr images mount`` names its lease by the mount point's
+    path); ids are keys in the database here, never paths, so any printable text will do.
     """
     if not lease_id:
         raise errdefs.InvalidArgument("lease id must not be empty")
-    if len(lease_id.encode("utf-8", "surrogatepass")) > MAX_ID_LENGTH:
+    if len(lease_id.encode("utf-8", "surrogatepass")) > MAX_LEASE_ID_LENGTH:
         raise errdefs.InvalidArgument(
-            f"lease id {_quote(lease_id)} greater than maximum length ({MAX_ID_LENGTH} characters)"
+            f"lease id {_quote(lease_id[:40])}... greater than maximum length "
+            f"({MAX_LEASE_ID_LENGTH} bytes)"
         )
-    if _ID_RE.fullmatch(lease_id) is None:
-        raise errdefs.InvalidArgument(
-            f"lease id {_quote(lease_id)} must start with a letter or digit and hold only "
-            "letters, digits, '.', '_' and '-'"
-        )
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in lease_id):
+        raise errdefs.InvalidArgument(f"lease id {_quote(lease_id)} holds a control character")
+    try:
+        lease_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise errdefs.InvalidArgument(f"lease id {_quote(lease_id)} is not valid UTF-8") from None
 
 
 def random_id() -> str:
