@@ -161,6 +161,9 @@ def test_ctr_create_and_ours_build_the_same_spec(daemon: Daemon, client: Client)
     assert their_snap.parent == our_snap.parent != ""
 
     assert daemon.ctr("containers", "ls").stdout == daemon.pyctr("containers", "ls").stdout
+    for cid in ("theirs", "ours"):
+        theirs_info = daemon.ctr("containers", "info", cid).stdout
+        assert theirs_info == daemon.pyctr("containers", "info", cid).stdout
     daemon.ctr("containers", "rm", "ours")
     daemon.pyctr("containers", "rm", "theirs")
     assert client.containers.list() == []
