@@ -18,7 +18,6 @@ mod runc;
 mod service;
 mod stats;
 mod stdio;
-mod sys;
 
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};

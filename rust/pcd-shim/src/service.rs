@@ -877,7 +877,7 @@ impl Task for Service {
             .ok_or_else(|| not_found(format!("process {} not found", req.exec_id)))?;
         if let Some(console) = p.io.as_ref().and_then(|io| io.console.as_ref()) {
             use std::os::fd::AsFd;
-            crate::sys::set_winsize(console.as_fd(), req.height as u16, req.width as u16)
+            pcd_sys::tty::set_winsize(console.as_fd(), req.height as u16, req.width as u16)
                 .map_err(|e| unknown(format!("resize pty: {e}")))?;
         }
         Ok(Empty::new())

@@ -248,7 +248,7 @@ impl ConsoleSocket {
             .accept()
             .map_err(|e| io::Error::new(e.kind(), format!("runc did not send the console: {e}")))?;
         conn.set_nonblocking(false)?;
-        let fd = crate::sys::recv_fd(conn.as_fd())?;
+        let fd = pcd_sys::tty::recv_fd(conn.as_fd())?;
         Ok(File::from(fd))
     }
 }

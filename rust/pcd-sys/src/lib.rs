@@ -2,7 +2,9 @@
 //! workspace lives here.
 //!
 //! - [`mount`]: the new mount API (`fsopen`, `fsconfig`, `fsmount`, `move_mount`).
+//! - [`tty`]: a pty master received over a unix socket (`SCM_RIGHTS`), window sizes.
 //! - [`xattr`]: reading extended attributes without following a final symlink.
 
 pub mod mount;
+pub mod tty;
 pub mod xattr;
