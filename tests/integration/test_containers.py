@@ -277,6 +277,7 @@ def test_create_from_image(client: Client) -> None:
         client.snapshots("overlayfs").stat("app2")
     client.containers.delete("app")
     client.snapshots("overlayfs").stat("app")  # kept without cleanup_snapshot
+    assert client.leases.list() == []  # the creation's lease is gone
 
 
 def test_create_from_image_failures_leave_nothing(client: Client) -> None:
@@ -305,6 +306,7 @@ def test_create_from_image_failures_leave_nothing(client: Client) -> None:
         client.containers.create_from_image("taken", "example.com/ok:1")
     with pytest.raises(errdefs.NotFound):
         sn.stat("taken")
+    assert client.leases.list() == []
 
 
 def test_a_container_holds_its_snapshot(daemon: Daemon, client: Client) -> None:

@@ -28,6 +28,7 @@ from google.protobuf import field_mask_pb2
 from pycontainerd import errdefs
 from pycontainerd.api.containerd.services.containers.v1 import containers_pb2, containers_pb2_grpc
 from pycontainerd.api.containerd.services.tasks.v1 import tasks_pb2, tasks_pb2_grpc
+from pycontainerd.client.snapshots import ProxySnapshotter
 from pycontainerd.containers import AnyValue, Container, RuntimeInfo
 from pycontainerd.containers.proto import container_from_proto, container_to_proto
 from pycontainerd.content import read_blob
@@ -60,6 +61,8 @@ __all__ = [
 
 #: ctr's default runtime.
 DEFAULT_RUNTIME: Final = "io.containerd.runc.v2"
+#: How long the lease of a container being created lives if the client never removes it.
+LEASE_EXPIRY: Final = 3600.0
 #: The label holding the image's stop signal (containerd's ``WithImageStopSignal``).
 STOP_SIGNAL_LABEL: Final = "io.containerd.image.config.stop-signal"
 
@@ -232,8 +235,17 @@ class ContainersAPI:
             record_labels[key] = value
         record_labels.update(labels or {})
         record_labels[STOP_SIGNAL_LABEL] = cfg.stop_signal or "SIGTERM"
-        with client.with_lease():
-            sn = client.snapshots(snapshotter)
+        # the snapshot is leased until the record holds it; the client itself is not changed,
+        # so that threads may share it
+        lease = client.lease or client.leases.create(expire=LEASE_EXPIRY).id
+        try:
+            sn = ProxySnapshotter(
+                client._conn,
+                client.namespace,
+                snapshotter,
+                timeout=client._call_timeout,
+                lease=lease,
+            )
             mounts = sn.prepare(container_id, parent, labels=dict(snapshot_labels or {}))
             try:
                 opts: builtins.list[SpecOpt] = [
@@ -256,3 +268,7 @@ class ContainersAPI:
                 with contextlib.suppress(errdefs.ContainerdError):
                     sn.remove(container_id)
                 raise
+        finally:
+            if lease != client.lease:
+                with contextlib.suppress(errdefs.ContainerdError):
+                    client.leases.delete(lease)
