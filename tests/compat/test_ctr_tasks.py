@@ -235,3 +235,20 @@ def test_ctr_events_shows_the_task_events(ctr: Ctr) -> None:
     finally:
         events.terminate()
         events.wait()
+
+
+def test_five_runs_at_once(ctr: Ctr) -> None:
+    results: dict[int, subprocess.CompletedProcess[str]] = {}
+
+    def one(n: int) -> None:
+        results[n] = ctr.run(f"par{n}", "sh", "-c", f"echo run {n}; exit {n}")
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert sorted(results) == list(range(5))
+    for n, result in results.items():
+        assert (result.returncode, result.stdout) == (n, f"run {n}\n"), result.stderr
+    assert ctr.ok("containers", "ls", "-q") == ""

@@ -91,14 +91,17 @@ class Runner:
         self.ids.append(id_)
         return id_
 
-    def create(self, id_: str, args: list[str]) -> tuple[int, Stdio]:
+    def create(self, id_: str, args: list[str], *, stdin: bool = False) -> tuple[int, Stdio]:
         """A container and its task (created, not started); its pid and stdio."""
         self.container(id_, args)
-        io = Stdio(self.tmp / "fifo", id_)
+        io = Stdio(self.tmp / "fifo", id_, stdin=stdin)
         resp = self.call(
             self.tasks.Create,
             tasks_pb2.CreateTaskRequest(
-                container_id=id_, stdout=str(io.stdout.path), stderr=str(io.stderr.path)
+                container_id=id_,
+                stdin=str(io.stdin_path or ""),
+                stdout=str(io.stdout.path),
+                stderr=str(io.stderr.path),
             ),
         )
         assert resp.container_id == id_
@@ -429,3 +432,41 @@ def test_a_shim_dead_while_the_daemon_was_down(runner: Runner, daemon: Daemon) -
     assert not (
         daemon.state / "io.containerd.runtime.v2.task" / runner.namespace / "orphan"
     ).exists()
+
+
+def test_stdin_and_close_io(runner: Runner) -> None:
+    _, io = runner.create("reader", ["cat"], stdin=True)
+    runner.call(runner.tasks.Start, tasks_pb2.StartRequest(container_id="reader"))
+    io.write(b"through the fifo\n")
+    io.stdout.wait_for("through the fifo\n")
+    assert runner.get("reader").status == task_pb2.RUNNING
+    # as containerd's client: close our end, then CloseIO drops the shim's hold on the FIFO
+    io.close_stdin()
+    runner.call(runner.tasks.CloseIO, tasks_pb2.CloseIORequest(container_id="reader", stdin=True))
+    assert runner.wait("reader") == 0
+    assert io.stdout.read() == "through the fifo\n"
+    runner.delete("reader")
+
+
+def test_update_resources(runner: Runner) -> None:
+    runner.create("limited", ["sleep", "1000"])
+    runner.call(runner.tasks.Start, tasks_pb2.StartRequest(container_id="limited"))
+    resources = {"pids": {"limit": 77}}
+    runner.call(
+        runner.tasks.Update,
+        tasks_pb2.UpdateTaskRequest(
+            container_id="limited",
+            resources=any_pb2.Any(
+                type_url="types.containerd.io/opencontainers/runtime-spec/1/LinuxResources",
+                value=json.dumps(resources).encode(),
+            ),
+        ),
+    )
+    v1 = Path("/sys/fs/cgroup/pids") / runner.namespace / "limited" / "pids.max"
+    v2 = Path("/sys/fs/cgroup") / runner.namespace / "limited" / "pids.max"
+    assert (v1 if v1.exists() else v2).read_text().strip() == "77"
+    runner.call(
+        runner.tasks.Kill, tasks_pb2.KillRequest(container_id="limited", signal=signal.SIGKILL)
+    )
+    assert runner.wait("limited") == 128 + signal.SIGKILL
+    runner.delete("limited")
