@@ -1,6 +1,7 @@
 """The layer we write for a change is containerd's: a real containerd 1.6 on a private socket
-diffs two native snapshots (``ctr snapshots diff``, its walking differ over continuity's double
-walk), we diff the same two directories, and the archives are compared entry by entry."""
+diffs two snapshots (``ctr snapshots diff``, its walking differ over continuity's double walk of
+the mounted views), we diff the same change (native: the same two directories; overlayfs: the
+upper directory alone against the parent), and the archives are compared entry by entry."""
 
 from __future__ import annotations
 
@@ -19,11 +20,11 @@ from pathlib import Path
 import pytest
 
 from pycontainerd.archive import write_diff
+from pycontainerd.mount import Mount, temp_mount
 from tests.fixtures.daemon import wait_for_socket
 
 pytestmark = pytest.mark.compat
 
-SNAP = ("snapshots", "--snapshotter", "native")
 TAR = "application/vnd.oci.image.layer.v1.tar"
 
 
@@ -88,12 +89,19 @@ def containerd() -> Iterator[Containerd]:
             shutil.rmtree(base, ignore_errors=True)
 
 
-def _path(ctd: Containerd, key: str) -> Path:
-    """The directory of a native snapshot, from the mount ctr prints for it."""
-    words = ctd.ctr(*SNAP, "mounts", "/mnt", key).decode().split()
-    source = Path(words[words.index("-t") + 2])
-    assert source.is_dir(), words
-    return source
+def _mount(ctd: Containerd, snapshotter: str, key: str) -> Mount:
+    """The mount of a snapshot, from the command ctr prints for it."""
+    words = ctd.ctr("snapshots", "--snapshotter", snapshotter, "mounts", "/mnt", key).decode()
+    # mount -t TYPE SOURCE /mnt -o OPTIONS
+    _, _, kind, source, _, _, options = words.split()
+    return Mount(kind, source, options=tuple(options.split(",")))
+
+
+def _dir(ctd: Containerd, snapshotter: str, key: str) -> Path:
+    """The directory a bind-mounted snapshot is."""
+    m = _mount(ctd, snapshotter, key)
+    assert m.type == "bind", m
+    return Path(m.source)
 
 
 def _lower(root: Path) -> None:
@@ -175,17 +183,29 @@ def _entries(blob: bytes) -> list[tuple[object, ...]]:
     return out
 
 
-def test_same_layer_as_containerd(containerd: Containerd, tmp_path: Path) -> None:
-    containerd.ctr(*SNAP, "prepare", "base")
-    _lower(_path(containerd, "base"))
-    containerd.ctr(*SNAP, "commit", "base-c", "base")
-    containerd.ctr(*SNAP, "prepare", "top", "base-c")
-    containerd.ctr(*SNAP, "view", "base-v", "base-c")
-    lower, upper = _path(containerd, "base-v"), _path(containerd, "top")
-    _change(upper)
-    theirs = containerd.ctr(*SNAP, "diff", "--media-type", TAR, "top")
+@pytest.mark.parametrize("snapshotter", ["native", "overlayfs"])
+def test_same_layer_as_containerd(containerd: Containerd, snapshotter: str, tmp_path: Path) -> None:
+    snap = ("snapshots", "--snapshotter", snapshotter)
+    containerd.ctr(*snap, "prepare", "base")
+    _lower(_dir(containerd, snapshotter, "base"))
+    containerd.ctr(*snap, "commit", "base-c", "base")
+    containerd.ctr(*snap, "prepare", "top", "base-c")
+    containerd.ctr(*snap, "view", "base-v", "base-c")
+    lower = _dir(containerd, snapshotter, "base-v")
+    top = _mount(containerd, snapshotter, "top")
+    with temp_mount([top], root=tmp_path) as merged:
+        _change(Path(merged))
+    theirs = containerd.ctr(*snap, "diff", "--media-type", TAR, "top")
+
     out = tmp_path / "ours.tar"
-    stats = write_diff(lower, upper, out, compression="none")
-    ours = out.read_bytes()
+    if snapshotter == "overlayfs":
+        # the overlay upper directory alone, against the parent
+        assert top.type == "overlay"
+        upperdir = next(
+            o.removeprefix("upperdir=") for o in top.options if o.startswith("upperdir=")
+        )
+        stats = write_diff(lower, upperdir, out, compression="none", upperdir=True)
+    else:
+        stats = write_diff(lower, top.source, out, compression="none")
     assert stats.entries > 20
-    assert _entries(ours) == _entries(theirs)
+    assert _entries(out.read_bytes()) == _entries(theirs)
