@@ -13,8 +13,9 @@ import os
 import queue
 import signal
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -211,6 +212,28 @@ def test_unknown_container_and_task(runner: Runner) -> None:
         runner.call(runner.tasks.Checkpoint, tasks_pb2.CheckpointTaskRequest(container_id="idle"))
 
 
+def _shims_of(namespace: str) -> list[int]:
+    """The pids of the shims serving ``namespace``, from their command lines."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"-namespace" in argv and namespace.encode() in argv and b"-id" in argv:
+            pids.append(int(proc.name))
+    return pids
+
+
+def _eventually(condition: Callable[[], bool], what: str) -> None:
+    """Wait for ``condition`` (a shim exits on its own time after answering)."""
+    for _ in range(400):
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(what)
+
+
 def test_failed_create_leaves_nothing(runner: Runner, daemon: Daemon) -> None:
     runner.container("broken", ["/no/such/binary"])
     io = Stdio(runner.tmp / "fifo", "broken")
@@ -227,6 +250,20 @@ def test_failed_create_leaves_nothing(runner: Runner, daemon: Daemon) -> None:
         runner.get("broken")
     listed = runner.call(runner.tasks.List, tasks_pb2.ListTasksRequest())
     assert list(listed.tasks) == []
+    _eventually(lambda: _shims_of(runner.namespace) == [], "the shim of a failed create runs on")
+    # the same container can have its task once the cause is gone
+    spec = oci_spec(["true"], namespace=runner.namespace, id_="broken")
+    container = runner.call(runner.containers.Get, containers_pb2.GetContainerRequest(id="broken"))
+    container.container.spec.value = json.dumps(spec).encode()
+    runner.call(
+        runner.containers.Update,
+        containers_pb2.UpdateContainerRequest(container=container.container),
+    )
+    runner.call(runner.tasks.Create, tasks_pb2.CreateTaskRequest(container_id="broken"))
+    runner.call(runner.tasks.Start, tasks_pb2.StartRequest(container_id="broken"))
+    assert runner.wait("broken") == 0
+    runner.delete("broken")
+    _eventually(lambda: _shims_of(runner.namespace) == [], "the shim of a deleted task runs on")
 
 
 def test_exec_pause_resume_pids_metrics(runner: Runner) -> None:
