@@ -122,8 +122,8 @@ pub(crate) fn mount_new_api(m: &Mount, parsed: &Parsed, target: &Path) -> Result
         };
         result.map_err(|e| {
             let op = match value {
-                Some(v) => format!("fsconfig {key}={v:?}: "),
-                None => format!("fsconfig {key}: "),
+                Some(v) => format!("fsconfig {key}={v:?}{}: ", said(fs.as_fd())),
+                None => format!("fsconfig {key}{}: ", said(fs.as_fd())),
             };
             m.error(target, op, errno(&e))
         })
@@ -145,8 +145,10 @@ pub(crate) fn mount_new_api(m: &Mount, parsed: &Parsed, target: &Path) -> Result
     for p in &params {
         set(&p.key, p.value.as_deref())?;
     }
-    sys::fsconfig_create(fs.as_fd())
-        .map_err(|e| m.error(target, "create superblock: ", errno(&e)))?;
+    sys::fsconfig_create(fs.as_fd()).map_err(|e| {
+        let op = format!("create superblock{}: ", said(fs.as_fd()));
+        m.error(target, op, errno(&e))
+    })?;
     let mnt =
         sys::fsmount(fs.as_fd(), attrs).map_err(|e| m.error(target, "fsmount: ", errno(&e)))?;
     let to = CString::new(target.as_os_str().as_bytes())
@@ -160,6 +162,16 @@ pub(crate) fn mount_new_api(m: &Mount, parsed: &Parsed, target: &Path) -> Result
         }
     })?;
     Ok(true)
+}
+
+/// What the kernel said about a failed `fsconfig`, as ` (overlay: ...)`, or nothing.
+fn said(fs: std::os::fd::BorrowedFd<'_>) -> String {
+    let log = sys::fs_context_log(fs);
+    if log.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", log.join("; "))
+    }
 }
 
 fn errno(e: &std::io::Error) -> Errno {

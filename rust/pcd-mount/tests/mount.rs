@@ -258,7 +258,23 @@ fn missing_source_or_layer_is_not_found() {
     if strategy_is_new_api() {
         let opt = format!("lowerdir={}:{}", t.display(), missing.display());
         let err = mount_all(&[m("overlay", "overlay", &[&opt])], &t).unwrap_err();
-        assert!(err.to_string().contains(missing.to_str().unwrap()), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains(missing.to_str().unwrap()), "{msg}");
+        assert!(msg.contains("fsconfig lowerdir+="), "{msg}");
+        // The kernel's own words, where it has some: a bad option value.
+        let opts = [
+            format!("lowerdir={}", tmp.path().display()),
+            "redirect_dir=bogus".to_string(),
+        ];
+        let refs: Vec<&str> = opts.iter().map(String::as_str).collect();
+        let err = mount_all(&[m("overlay", "overlay", &refs)], &t).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+        assert!(
+            err.to_string().contains(
+                "fsconfig redirect_dir=\"bogus\" (overlay: Bad value for 'redirect_dir')"
+            ),
+            "{err}"
+        );
     }
 
     let err = mount_all(&[m("tmpfs", "tmpfs", &[])], &tmp.path().join("nowhere")).unwrap_err();

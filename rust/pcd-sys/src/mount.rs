@@ -140,6 +140,32 @@ pub fn move_mount(from: BorrowedFd<'_>, to: &CStr) -> io::Result<()> {
     unit_result(rc)
 }
 
+/// The messages the kernel logged on a filesystem context (`fsopen`'s descriptor), oldest
+/// first, without their `e `/`w `/`i ` prefix: why an `fsconfig` failed, in words.
+pub fn fs_context_log(fd: BorrowedFd<'_>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    // A read returns one message; ENODATA (or any error) once the log is empty.
+    while out.len() < 16 {
+        // SAFETY: `fd` is a live borrowed descriptor and `buf` a writable buffer of the given
+        // length that outlives the call.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        let Ok(n) = usize::try_from(n) else { break };
+        if n == 0 {
+            break;
+        }
+        let msg = String::from_utf8_lossy(&buf[..n]);
+        let msg = msg.trim_end();
+        out.push(
+            msg.split_once(' ')
+                .filter(|(level, _)| level.len() == 1)
+                .map_or(msg, |(_, rest)| rest)
+                .to_string(),
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +185,9 @@ mod tests {
         if let Ok(fd) = fsopen(c"tmpfs") {
             let err = fsconfig_set_string(fd.as_fd(), c"no-such-option", c"1").unwrap_err();
             assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
+            let log = fs_context_log(fd.as_fd());
+            assert!(log.iter().any(|m| m.contains("no-such-option")), "{log:?}");
+            assert!(fs_context_log(fd.as_fd()).is_empty());
         }
     }
 }
