@@ -6,9 +6,6 @@ Set PCD_BENCH_SMOKE=1 for a quick run (CI): a few rounds instead of the full cou
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.daemon import Daemon, make_daemon, wait_for_socket
+from tests.fixtures.containerd import run_containerd
+from tests.fixtures.daemon import Daemon, make_daemon
 
 SMOKE = os.environ.get("PCD_BENCH_SMOKE") == "1"
 #: Results gathered by the benchmarks, printed side by side at the end: {daemon: {metric: value}}.
@@ -41,24 +39,6 @@ class Target:
     pid: int
 
 
-def _containerd_config(base: Path, address: str) -> str:
-    return f"""version = 2
-root = "{base}/root"
-state = "{base}/state"
-# The CRI plugin is a Kubernetes server; pycontainerd has none, so compare without it.
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-
-[grpc]
-  address = "{address}"
-
-[ttrpc]
-  address = "{address}.ttrpc"
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{base}/opt"
-"""
-
-
 @pytest.fixture(scope="session")
 def pycontainerd_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     d: Daemon = make_daemon(tmp_path_factory.mktemp("pcd-bench"))
@@ -73,27 +53,8 @@ def pycontainerd_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ta
 
 @pytest.fixture(scope="session")
 def containerd_target() -> Iterator[Target]:
-    binary = shutil.which("containerd")
-    assert binary, "containerd is missing: scripts/setup installs Debian's containerd 1.6"
-    base = Path(tempfile.mkdtemp(prefix="ctd-"))
-    address = str(base / "containerd.sock")
-    config = base / "config.toml"
-    config.write_text(_containerd_config(base, address))
-    log = open(base / "containerd.log", "wb")  # noqa: SIM115 - open for the daemon's life
-    proc = subprocess.Popen([binary, "--config", str(config)], stdout=log, stderr=log)
-    try:
-        wait_for_socket(address, proc)
-        yield Target("containerd", address, proc.pid)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        subprocess.run(["umount", "-R", str(base / "root")], capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
+    with run_containerd() as ctd:
+        yield Target("containerd", ctd.address, ctd.pid)
 
 
 @pytest.fixture(params=["pycontainerd", "containerd"])

@@ -189,28 +189,56 @@ class LocalSnapshotter(ABC):
         self._ms.close()
 
 
+def _copy_meta(src: str, dst: str | Path, st: os.stat_result, *, link: bool = False) -> None:
+    """Owner, then mode (a chown clears setuid bits), then xattrs (a chown drops
+    ``security.capability``), then times."""
+    os.chown(dst, st.st_uid, st.st_gid, follow_symlinks=False)
+    if not link:
+        os.chmod(dst, stat_mod.S_IMODE(st.st_mode))
+    try:
+        names = os.listxattr(src, follow_symlinks=False)
+    except OSError:
+        names = []
+    for name in names:
+        try:
+            os.setxattr(
+                dst, name, os.getxattr(src, name, follow_symlinks=False), follow_symlinks=False
+            )
+        except OSError as exc:
+            if not link:  # user xattrs cannot be set on symlinks
+                raise errdefs.Unknown(f"copy xattr {name} of {src}: {exc}") from exc
+    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+
 def copy_tree(src: Path, dst: Path) -> None:
-    """``cp -a src/. dst``: every entry with its type, mode, owner, times and xattrs."""
-    st = os.lstat(src)
-    os.chmod(dst, stat_mod.S_IMODE(st.st_mode))
-    os.chown(dst, st.st_uid, st.st_gid)
-    for entry in os.scandir(src):
-        target = dst / entry.name
-        est = entry.stat(follow_symlinks=False)
-        if entry.is_dir(follow_symlinks=False):
-            target.mkdir()
-            copy_tree(Path(entry.path), target)
-            shutil.copystat(entry.path, target, follow_symlinks=False)
-        elif entry.is_symlink():
-            os.symlink(os.readlink(entry.path), target)
-            os.lchown(target, est.st_uid, est.st_gid)
-            shutil.copystat(entry.path, target, follow_symlinks=False)
-        elif entry.is_file(follow_symlinks=False):
-            shutil.copy2(entry.path, target, follow_symlinks=False)
-            os.chown(target, est.st_uid, est.st_gid)
-            os.chmod(target, stat_mod.S_IMODE(est.st_mode))
-        else:  # devices, fifos, sockets
-            os.mknod(target, est.st_mode, est.st_rdev)
-            os.chown(target, est.st_uid, est.st_gid)
-            shutil.copystat(entry.path, target, follow_symlinks=False)
-    shutil.copystat(src, dst, follow_symlinks=False)
+    """``cp -a src/. dst``: every entry with its type, mode, owner, times and xattrs, hard
+    links kept as links (containerd's ``fs.CopyDir``)."""
+    links: dict[tuple[int, int], str] = {}
+
+    def walk(sdir: str, ddir: str) -> None:
+        for entry in os.scandir(sdir):
+            target = os.path.join(ddir, entry.name)
+            est = entry.stat(follow_symlinks=False)
+            if entry.is_dir(follow_symlinks=False):
+                os.mkdir(target)
+                walk(entry.path, target)
+                _copy_meta(entry.path, target, est)
+                continue
+            if est.st_nlink > 1 and not entry.is_symlink():
+                first = links.get((est.st_dev, est.st_ino))
+                if first is not None:
+                    os.link(first, target)
+                    continue
+                links[(est.st_dev, est.st_ino)] = target
+            if entry.is_symlink():
+                os.symlink(os.readlink(entry.path), target)
+                _copy_meta(entry.path, target, est, link=True)
+            elif entry.is_file(follow_symlinks=False):
+                shutil.copyfile(entry.path, target, follow_symlinks=False)
+                _copy_meta(entry.path, target, est)
+            else:  # devices, fifos, sockets
+                os.mknod(target, est.st_mode, est.st_rdev)
+                _copy_meta(entry.path, target, est)
+
+    walk(str(src), str(dst))
+    _copy_meta(str(src), dst, os.lstat(src))
