@@ -237,7 +237,7 @@ class TaskManager:
         task = self.get(namespace, id_)
         try:
             state = await task.state()
-        except errdefs.Unavailable:
+        except (errdefs.Unavailable, errdefs.NotFound):  # gone, or never created in the shim
             state = None
         if state is not None and state.status in (
             task_pb2.RUNNING,
@@ -361,7 +361,7 @@ class TaskManager:
             )
             task = ShimTask(bundle, client, command, None)
             async with asyncio.timeout(LOAD_TIMEOUT):
-                await task.connect()
+                connected = await task.connect()
             task.log = ShimLog(bundle)
         except Exception as exc:
             log.info("shim of task %s/%s is gone (%s): cleaning up", ns, id_, exc)
@@ -370,6 +370,10 @@ class TaskManager:
                 task.abort()
             self._tasks[(ns, id_)] = dead
             await self._cleanup_dead(dead)
+            return
+        if connected.task_pid == 0:  # the daemon died between starting the shim and the create
+            log.info("shim of task %s/%s holds no task: stopping it", ns, id_)
+            await self._stop_shim(task)
             return
         self._tasks[(ns, id_)] = task
         log.info("reconnected to the shim of task %s/%s", ns, id_)
