@@ -306,6 +306,11 @@ fn serve(flags: &Flags) -> Result<(), String> {
     log::set_debug(flags.debug);
     nix::sys::prctl::set_child_subreaper(true).map_err(|e| format!("set child subreaper: {e}"))?;
 
+    let socket = PathBuf::from(socket_path(&socket_address(
+        &flags.address,
+        &flags.namespace,
+        &flags.id,
+    )));
     let ttrpc_address = std::env::var(TTRPC_ADDRESS_ENV).unwrap_or_default();
     let publisher = Arc::new(events::Publisher::new(&ttrpc_address, &flags.namespace));
     let reaper = Arc::new(reaper::Reaper::default());
@@ -317,6 +322,7 @@ fn serve(flags: &Flags) -> Result<(), String> {
         reaper.clone(),
         publisher.clone(),
         shutdown_tx,
+        &socket,
     ));
 
     let (exit_tx, exit_rx) = channel();
@@ -360,9 +366,7 @@ fn serve(flags: &Flags) -> Result<(), String> {
 
     let _ = shutdown_rx.recv();
     info!("shim for task {} shutting down", flags.id);
-    if let Ok(address) = fs::read_to_string(bundle.join("address")) {
-        let _ = fs::remove_file(socket_path(address.trim()));
-    }
+    let _ = fs::remove_file(&socket);
     publisher.flush(Duration::from_secs(5));
     // Let the Shutdown reply reach the daemon before the process ends.
     thread::sleep(Duration::from_millis(20));

@@ -126,6 +126,7 @@ pub struct Service {
     state: Mutex<State>,
     cond: Condvar,
     shutdown: Mutex<Sender<()>>,
+    socket: PathBuf,
 }
 
 static CONSOLE_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -176,6 +177,7 @@ impl Service {
         reaper: Arc<Reaper>,
         publisher: Arc<Publisher>,
         shutdown: Sender<()>,
+        socket: &Path,
     ) -> Service {
         Service {
             id: id.to_string(),
@@ -186,6 +188,7 @@ impl Service {
             state: Mutex::new(State::default()),
             cond: Condvar::new(),
             shutdown: Mutex::new(shutdown),
+            socket: socket.to_path_buf(),
         }
     }
 
@@ -945,6 +948,9 @@ impl Task for Service {
             return Ok(Empty::new());
         }
         drop(st);
+        // Unlinked before the reply: the daemon may remove the bundle (and its `address`) as
+        // soon as it has it; the open listener keeps serving this connection.
+        let _ = fs::remove_file(&self.socket);
         let _ = self
             .shutdown
             .lock()
