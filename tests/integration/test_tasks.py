@@ -108,6 +108,33 @@ class Runner:
         assert resp.container_id == id_
         return resp.pid, io
 
+    def exec(self, id_: str, exec_id: str, script: str) -> tuple[int, str]:
+        """Run ``sh -c script`` in the task, delete the process; its status and output."""
+        io = Stdio(self.tmp / "fifo", f"{id_}-{exec_id}")
+        process = oci_spec(["sh", "-c", script], namespace=self.namespace, id_=id_)["process"]
+        self.call(
+            self.tasks.Exec,
+            tasks_pb2.ExecProcessRequest(
+                container_id=id_,
+                exec_id=exec_id,
+                stdout=str(io.stdout.path),
+                stderr=str(io.stderr.path),
+                spec=any_pb2.Any(
+                    type_url="types.containerd.io/opencontainers/runtime-spec/1/Process",
+                    value=json.dumps(process).encode(),
+                ),
+            ),
+        )
+        self.call(self.tasks.Start, tasks_pb2.StartRequest(container_id=id_, exec_id=exec_id))
+        status = self.wait(id_, exec_id)
+        output = io.stdout.read()
+        deleted = self.call(
+            self.tasks.DeleteProcess,
+            tasks_pb2.DeleteProcessRequest(container_id=id_, exec_id=exec_id),
+        )
+        assert (deleted.id, deleted.exit_status) == (exec_id, status)
+        return status, output
+
     def get(self, id_: str, exec_id: str = "") -> task_pb2.Process:
         resp = self.call(self.tasks.Get, tasks_pb2.GetRequest(container_id=id_, exec_id=exec_id))
         return resp.process
@@ -273,31 +300,7 @@ def test_exec_pause_resume_pids_metrics(runner: Runner) -> None:
     pids = runner.call(runner.tasks.ListPids, tasks_pb2.ListPidsRequest(container_id="busy"))
     assert pid in [p.pid for p in pids.processes]
 
-    io = Stdio(runner.tmp / "fifo", "busy-exec")
-    process_spec = oci_spec(["sh", "-c", "echo from-exec; exit 7"], namespace="x", id_="x")[
-        "process"
-    ]
-    runner.call(
-        runner.tasks.Exec,
-        tasks_pb2.ExecProcessRequest(
-            container_id="busy",
-            exec_id="ex1",
-            stdout=str(io.stdout.path),
-            stderr=str(io.stderr.path),
-            spec=any_pb2.Any(
-                type_url="types.containerd.io/opencontainers/runtime-spec/1/Process",
-                value=json.dumps(process_spec).encode(),
-            ),
-        ),
-    )
-    runner.call(runner.tasks.Start, tasks_pb2.StartRequest(container_id="busy", exec_id="ex1"))
-    assert runner.wait("busy", "ex1") == 7
-    assert io.stdout.read() == "from-exec\n"
-    deleted = runner.call(
-        runner.tasks.DeleteProcess,
-        tasks_pb2.DeleteProcessRequest(container_id="busy", exec_id="ex1"),
-    )
-    assert (deleted.id, deleted.exit_status) == ("ex1", 7)
+    assert runner.exec("busy", "ex1", "echo from-exec; exit 7") == (7, "from-exec\n")
 
     runner.call(runner.tasks.Pause, tasks_pb2.PauseTaskRequest(container_id="busy"))
     assert runner.get("busy").status == task_pb2.PAUSED
@@ -333,6 +336,7 @@ def test_daemon_killed_while_tasks_run(runner: Runner, daemon: Daemon) -> None:
 
     process = runner.get("survivor")
     assert (process.status, process.pid) == (task_pb2.RUNNING, pid)
+    assert runner.exec("survivor", "after", "echo still here") == (0, "still here\n")
     assert runner.wait("leaver") == 128 + signal.SIGKILL
     assert runner.get("leaver").status == task_pb2.STOPPED
     assert runner.delete("leaver").exit_status == 128 + signal.SIGKILL
@@ -342,6 +346,22 @@ def test_daemon_killed_while_tasks_run(runner: Runner, daemon: Daemon) -> None:
     )
     assert runner.wait("survivor") == 128 + signal.SIGKILL
     runner.delete("survivor")
+
+
+def test_daemon_restarted_while_a_task_runs(runner: Runner, daemon: Daemon) -> None:
+    pid, io = runner.create("steady", ["sh", "-c", "echo before; read line; echo got $line"],
+                            stdin=True)  # fmt: skip
+    runner.call(runner.tasks.Start, tasks_pb2.StartRequest(container_id="steady"))
+    io.stdout.wait_for("before\n")
+    daemon.restart()  # SIGTERM: exits 0, the task runs on
+    runner.reconnect()
+    listed = runner.call(runner.tasks.List, tasks_pb2.ListTasksRequest())
+    assert [(t.id, t.pid, t.status) for t in listed.tasks] == [("steady", pid, task_pb2.RUNNING)]
+    io.write(b"after restart\n")  # the shim kept its FIFOs: stdio goes on
+    assert runner.wait("steady") == 0
+    assert io.stdout.read() == "before\ngot after restart\n"
+    io.close_stdin()
+    runner.delete("steady")
 
 
 class Events:
