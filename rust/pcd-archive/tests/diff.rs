@@ -562,3 +562,47 @@ fn upperdir_walk_refuses_metacopy() {
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     assert!(err.to_string().contains("metacopy"), "{err}");
 }
+
+/// Accepts `left` bytes, then fails as a full disk does.
+struct FullAfter {
+    left: usize,
+}
+
+impl std::io::Write for FullAfter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        let n = buf.len().min(self.left);
+        self.left -= n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failing_output_ends_the_diff_with_its_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (lower, upper) = (tmp.path().join("lower"), tmp.path().join("upper"));
+    fs::create_dir(&lower).unwrap();
+    fs::create_dir(&upper).unwrap();
+    make_lower(&lower);
+    copy_tree(&lower, &upper);
+    change(&upper);
+    for compression in [
+        Compression::Uncompressed,
+        Compression::Gzip,
+        Compression::Zstd,
+    ] {
+        let opts = DiffOptions {
+            compression,
+            ..DiffOptions::default()
+        };
+        let err = write_diff(&lower, &upper, FullAfter { left: 1000 }, &opts).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unknown, "{compression}: {err}");
+        assert!(err.to_string().contains("No space left on device"), "{err}");
+    }
+}

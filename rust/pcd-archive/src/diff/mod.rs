@@ -207,11 +207,56 @@ pub(crate) enum Change {
     Unmodified,
 }
 
+/// The output chain: tar bytes hashed (diff ID), compressed, hashed again (digest), written.
 type Out<W> = Hashing<Encoder<Hashing<W>>>;
+
+/// Bytes handed to the compressing thread per message.
+const CHUNK: usize = 1 << 20;
+/// Chunks in flight between the walking and the compressing thread.
+const QUEUE: usize = 4;
+
+/// The walking thread's end of the pipeline: collects tar bytes into chunks for the
+/// compressing thread, reusing the buffers it sends back.
+struct ChunkSender {
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+    free: std::sync::mpsc::Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl ChunkSender {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let next = self
+            .free
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+        let full = std::mem::replace(&mut self.buf, next);
+        self.tx
+            .send(full)
+            .map_err(|_| io::Error::other("the compressing thread stopped"))
+    }
+}
+
+impl Write for ChunkSender {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
 
 /// containerd's `ChangeWriter`: turns changes into tar entries.
 pub(crate) struct ChangeWriter<W: Write> {
-    tar: TarWriter<Out<W>>,
+    tar: TarWriter<W>,
     /// The new tree, whose files are read.
     source: PathBuf,
     /// First archived name of each multiply-linked inode `(dev, ino)`.
@@ -439,8 +484,10 @@ fn check_dir(what: &'static str, path: &Path) -> Result<(), DiffError> {
 /// Writes the changes from `lower` to `upper` to `out` as a layer and returns what it wrote.
 ///
 /// With `opts.upperdir`, `upper` is an overlayfs upper directory over `lower`; otherwise it is a
-/// complete tree. Entries are written in lexical path order with their parents.
-pub fn write_diff<W: Write>(
+/// complete tree. Entries are written in lexical path order with their parents. When the
+/// output is compressed, compression and hashing run on a second thread while this one walks
+/// and reads.
+pub fn write_diff<W: Write + Send>(
     lower: &Path,
     upper: &Path,
     out: W,
@@ -450,8 +497,33 @@ pub fn write_diff<W: Write>(
     check_dir("upper", upper)?;
     let io_err = |e| DiffError::io(upper, "write", e);
     let encoder = Encoder::new(Hashing::new(out), opts.compression, opts.level).map_err(io_err)?;
+    let sink: Out<W> = Hashing::new(encoder);
+    let (mut stats, sink) = if opts.compression == Compression::Uncompressed {
+        let (stats, tar) = walk_into(lower, upper, sink, opts)?;
+        (stats, tar.finish().map_err(io_err)?)
+    } else {
+        pipelined(lower, upper, sink, opts)?
+    };
+    let (encoder, diff_id, uncompressed) = sink.finish();
+    let mut compressed = encoder.finish().map_err(io_err)?;
+    compressed.flush().map_err(io_err)?;
+    let (_, digest, size) = compressed.finish();
+    stats.diff_id = diff_id;
+    stats.uncompressed_size = uncompressed;
+    stats.digest = digest;
+    stats.size = size;
+    Ok(stats)
+}
+
+/// Walks the trees and writes the tar entries (not the end-of-archive marker) into `sink`.
+fn walk_into<T: Write>(
+    lower: &Path,
+    upper: &Path,
+    sink: T,
+    opts: &DiffOptions,
+) -> Result<(DiffStats, TarWriter<T>), DiffError> {
     let mut cw = ChangeWriter {
-        tar: TarWriter::new(Hashing::new(encoder)),
+        tar: TarWriter::new(sink),
         source: upper.to_path_buf(),
         inode_src: HashMap::new(),
         inode_refs: HashMap::new(),
@@ -466,17 +538,50 @@ pub fn write_diff<W: Write>(
     } else {
         walk::double(lower, upper, &mut cw)?;
     }
-    let mut stats = std::mem::take(&mut cw.stats);
-    let tar = cw.tar.finish().map_err(io_err)?;
-    let (encoder, diff_id, uncompressed) = tar.finish();
-    let mut compressed = encoder.finish().map_err(io_err)?;
-    compressed.flush().map_err(io_err)?;
-    let (_, digest, size) = compressed.finish();
-    stats.diff_id = diff_id;
-    stats.uncompressed_size = uncompressed;
-    stats.digest = digest;
-    stats.size = size;
-    Ok(stats)
+    Ok((cw.stats, cw.tar))
+}
+
+/// [`walk_into`] with the output chain on a scoped thread fed through a bounded queue.
+fn pipelined<W: Write + Send>(
+    lower: &Path,
+    upper: &Path,
+    mut sink: Out<W>,
+    opts: &DiffOptions,
+) -> Result<(DiffStats, Out<W>), DiffError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(QUEUE);
+    let (free_tx, free_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(QUEUE + 2);
+    std::thread::scope(|s| {
+        let worker = s.spawn(move || -> io::Result<Out<W>> {
+            for mut chunk in rx {
+                sink.write_all(&chunk)?;
+                chunk.clear();
+                let _ = free_tx.try_send(chunk);
+            }
+            Ok(sink)
+        });
+        let sender = ChunkSender {
+            tx,
+            free: free_rx,
+            buf: Vec::with_capacity(CHUNK),
+        };
+        let walked = walk_into(lower, upper, sender, opts).and_then(|(stats, tar)| {
+            let mut sender = tar.finish().map_err(|e| DiffError::io(upper, "write", e))?;
+            sender
+                .send()
+                .map_err(|e| DiffError::io(upper, "write", e))?;
+            Ok(stats)
+        });
+        // Dropping the sender (with `walked`'s writer) ends the worker's loop.
+        let written = worker
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the compressing thread panicked")));
+        match (walked, written) {
+            (Ok(stats), Ok(sink)) => Ok((stats, sink)),
+            // The worker's error is the cause when the walk only saw the queue close.
+            (_, Err(e)) => Err(DiffError::io(upper, "write", e)),
+            (Err(e), Ok(_)) => Err(e),
+        }
+    })
 }
 
 /// [`write_diff`] into a new file at `out_path` (replacing one that is there). On error the
