@@ -16,10 +16,19 @@ from pathlib import Path
 
 import pytest
 
+from pycontainerd import Client
 from pycontainerd.platforms import host
+from pycontainerd.remotes import Resolver
 from tests.fixtures.containers import fill_busybox
 from tests.fixtures.daemon import Daemon
-from tests.fixtures.images import TestImage, busybox_tar, oci_layout_tar, platform_image
+from tests.fixtures.images import (
+    TestImage,
+    busybox_tar,
+    oci_layout_tar,
+    platform_image,
+    push_image,
+)
+from tests.fixtures.registry import run_registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.compat]
 
@@ -252,3 +261,21 @@ def test_five_runs_at_once(ctr: Ctr) -> None:
     for n, result in results.items():
         assert (result.returncode, result.stdout) == (n, f"run {n}\n"), result.stderr
     assert ctr.ok("containers", "ls", "-q") == ""
+
+
+def test_run_an_image_our_daemon_pulled_and_unpacked(ctr: Ctr) -> None:
+    image = TestImage([platform_image(host(), [busybox_tar()], seed="pulled")])
+    with run_registry() as registry:
+        ref = f"{registry.host}/test/busybox:pulled"
+        with Resolver(plain_http=True) as resolver:
+            push_image(resolver, ref, image)
+        with Client(ctr.daemon.address, namespace=ctr.namespace) as client:
+            client.pull(ref, plain_http=True, snapshotter="overlayfs")
+    # ctr sees our unpack as its own: the image is unpacked for overlayfs, nothing to redo
+    checked = ctr.ok("images", "check", "--snapshotter", "overlayfs", "name==" + ref)
+    assert checked.splitlines()[1].split()[-1] == "true", checked
+    result = ctr(
+        "run", "--rm", "--snapshotter", "overlayfs", "--fifo-dir", str(ctr.fifo_dir),
+        ref, "pulled", "/bin/echo", "hi",
+    )  # fmt: skip
+    assert (result.returncode, result.stdout) == (0, "hi\n"), result.stderr
