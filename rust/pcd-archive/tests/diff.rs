@@ -222,6 +222,16 @@ fn change(upper: &Path) {
     setx(&upper.join("usr/share/cap"), "security.capability", &cap);
     setx(&upper.join("usr/share/cap"), "user.note", b"\x00binary\xff");
     fs::write(upper.join("usr/share/big"), vec![1u8; 3 << 20]).unwrap();
+    // Numbers past USTAR's octal fields travel in PAX records.
+    fs::write(upper.join("usr/share/far"), b"owner and time past ustar").unwrap();
+    nix::unistd::chown(
+        &upper.join("usr/share/far"),
+        Some(3_000_000.into()),
+        Some(3_000_001.into()),
+    )
+    .unwrap();
+    // 2255: past 11 octal digits, before the 2262 bound the applier (as containerd) keeps.
+    touch(&upper.join("usr/share/far"), 9_000_000_000, 0);
     // Same size and second, zero nanoseconds on both sides: only the content tells.
     fs::write(upper.join("same-second"), b"AAAA").unwrap();
     touch(&upper.join("same-second"), 1_600_000_000, 0);
