@@ -73,7 +73,7 @@ class Runner:
         self.tasks = tasks_pb2_grpc.TasksStub(self.client.channel)
         self.containers = containers_pb2_grpc.ContainersStub(self.client.channel)
 
-    def container(self, id_: str, args: list[str]) -> str:
+    def container(self, id_: str, args: list[str], *, runtime: str = "") -> str:
         """A container record with a snapshot of the busybox layer."""
         self.client.snapshots(SNAPSHOTTER).prepare(id_, LAYER, labels=ROOT)
         spec = oci_spec(args, namespace=self.namespace, id_=id_)
@@ -82,7 +82,7 @@ class Runner:
             containers_pb2.CreateContainerRequest(
                 container=containers_pb2.Container(
                     id=id_,
-                    runtime=containers_pb2.Container.Runtime(name=self.runtime),
+                    runtime=containers_pb2.Container.Runtime(name=runtime or self.runtime),
                     spec=any_pb2.Any(type_url=SPEC_TYPE_URL, value=json.dumps(spec).encode()),
                     snapshotter=SNAPSHOTTER,
                     snapshot_key=id_,
@@ -237,6 +237,9 @@ def test_unknown_container_and_task(runner: Runner) -> None:
         runner.call(runner.tasks.Start, tasks_pb2.StartRequest(container_id="idle"))
     with pytest.raises(errdefs.NotImplemented):
         runner.call(runner.tasks.Checkpoint, tasks_pb2.CheckpointTaskRequest(container_id="idle"))
+    runner.container("unrunnable", ["true"], runtime="io.containerd.nosuch.v1")
+    with pytest.raises(errdefs.NotFound, match='binary not installed "containerd-shim-nosuch-v1"'):
+        runner.call(runner.tasks.Create, tasks_pb2.CreateTaskRequest(container_id="unrunnable"))
 
 
 def _shims_of(namespace: str) -> list[int]:

@@ -184,7 +184,12 @@ class TaskManager:
             self._creating.discard(key)
 
     async def _start_shim(self, namespace: str, id_: str, opts: CreateOpts) -> ShimTask:
-        binary = resolve_runtime(opts.runtime, self.shims)
+        try:
+            binary = resolve_runtime(opts.runtime, self.shims)
+        except errdefs.ContainerdError as exc:
+            raise type(exc)(
+                f"failed to start shim: failed to resolve runtime path: {exc.message}"
+            ) from None
         bundle = await asyncio.to_thread(
             Bundle.new, self.root, self.state, namespace, id_, opts.spec
         )
