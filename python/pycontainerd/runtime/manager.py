@@ -173,7 +173,9 @@ class TaskManager:
                 )
             except errdefs.ContainerdError as exc:
                 await self._discard(task)
-                raise type(exc)(f"failed to create shim task: {exc.message}") from None
+                raise errdefs.from_code(
+                    exc.code, f"failed to create shim task: {exc.message}"
+                ) from None
             except BaseException:
                 await self._discard(task)
                 raise
@@ -187,8 +189,8 @@ class TaskManager:
         try:
             binary = resolve_runtime(opts.runtime, self.shims)
         except errdefs.ContainerdError as exc:
-            raise type(exc)(
-                f"failed to start shim: failed to resolve runtime path: {exc.message}"
+            raise errdefs.from_code(
+                exc.code, f"failed to start shim: failed to resolve runtime path: {exc.message}"
             ) from None
         bundle = await asyncio.to_thread(
             Bundle.new, self.root, self.state, namespace, id_, opts.spec
@@ -210,7 +212,7 @@ class TaskManager:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(bundle.delete)
             if isinstance(exc, errdefs.ContainerdError):
-                raise type(exc)(f"failed to start shim: {exc.message}") from None
+                raise errdefs.from_code(exc.code, f"failed to start shim: {exc.message}") from None
             raise
         return ShimTask(bundle, client, command, shim_log)
 

@@ -165,7 +165,8 @@ class ShimTask:
         )
         if options is not None:
             request.options.CopyFrom(options)
-        response = await self._call("Create", request, shim_pb2.CreateTaskResponse)
+        # runc create may take long on a loaded host: the caller's deadline governs
+        response = await self._call("Create", request, shim_pb2.CreateTaskResponse, timeout=None)
         return response.pid
 
     async def start(self, exec_id: str = "") -> int:
