@@ -123,9 +123,19 @@ def test_ctr_snapshots_diff_writes_a_layer(
         Path(root, "bin", "cat").unlink()
         Path(root, "etc").mkdir()
         Path(root, "etc", "conf").write_text("x=1\n")
-    # ctr writes the layer to its stdout; the daemon keeps it in the content store
+    # ctr writes the layer to its stdout; with --keep the daemon keeps it (a gc.root label)
     out = subprocess.run(
-        ["ctr", "-a", daemon.address, "snapshots", "--snapshotter", snapshotter, "diff", "work"],
+        [
+            "ctr",
+            "-a",
+            daemon.address,
+            "snapshots",
+            "--snapshotter",
+            snapshotter,
+            "diff",
+            "--keep",
+            "work",
+        ],
         capture_output=True,
         check=True,
         timeout=60,
@@ -144,3 +154,87 @@ def test_ctr_snapshots_diff_writes_a_layer(
     ctr("commit", "committed", "work")
     out = json.loads(ctr("info", "committed"))
     assert out["Parent"] == base
+
+
+@pytest.mark.parametrize("snapshotter", SNAPSHOTTERS)
+def test_pyctr_pull_mount_unmount_check_as_ctr(
+    daemon: Daemon,
+    image: tuple[str, TestImage, list[bytes]],
+    snapshotter: str,
+    tmp_path: Path,
+) -> None:
+    ref, _, tars = image
+    chains = chain_ids([sha256(t) for t in tars])
+    out = daemon.pyctr(
+        "images", "pull", "--plain-http", "--snapshotter", snapshotter, "--print-chainid", ref
+    ).stdout
+    lines = out.splitlines()
+    assert lines[-3].startswith("unpacking linux/")
+    assert lines[-2] == f"image chain ID: {chains[-1]}"
+    assert lines[-1].startswith("done: ")
+    # check: unpacked in this snapshotter, not in the other
+    other = "native" if snapshotter == "overlayfs" else "overlayfs"
+    for sn, want in ((snapshotter, "true"), (other, "false")):
+        ours = daemon.pyctr("images", "check", "--snapshotter", sn).stdout.splitlines()
+        theirs = daemon.ctr("images", "check", "--snapshotter", sn).stdout.splitlines()
+        assert ours[1].split()[-1] == want
+        assert theirs[1].split()[-1] == want
+
+    target = tmp_path / "mnt"
+    target.mkdir()
+    out = daemon.pyctr("images", "mount", "--snapshotter", snapshotter, ref, str(target)).stdout
+    assert out.splitlines() == [chains[-1], str(target)]
+    try:
+        assert is_mounted(target)
+        assert differences(tree(target), expected_tree(tars, tmp_path)) == []
+        # ctr sees the lease pyctr made, named by the target
+        assert str(target) in daemon.ctr("leases", "ls").stdout
+    finally:
+        out = daemon.pyctr("images", "unmount", "--rm", "--snapshotter", snapshotter, str(target))
+    assert out.stdout.strip() == str(target)
+    assert not is_mounted(target)
+    assert str(target) not in daemon.ctr("leases", "ls").stdout
+    listing = daemon.ctr("snapshots", "--snapshotter", snapshotter, "ls").stdout
+    assert {line.split()[0] for line in listing.splitlines()[1:]} == set(chains)
+
+
+def test_pyctr_snapshots_diff_prints_ctrs_bytes(
+    daemon: Daemon, image: tuple[str, TestImage, list[bytes]], tmp_path: Path
+) -> None:
+    ref, _, tars = image
+    chains = chain_ids([sha256(t) for t in tars])
+    daemon.pyctr("images", "pull", "--plain-http", ref)
+    daemon.ctr("snapshots", "prepare", "work", chains[-1])
+    with Client(daemon.address) as c:
+        mounts = c.snapshots().mounts("work")
+    with temp_mount(mounts, root=tmp_path) as root:
+        Path(root, "etc", "keep").unlink()
+        Path(root, "new").write_text("new\n")
+
+    def run(tool: list[str], *args: str) -> bytes:
+        return subprocess.run(
+            [*tool, "-a", daemon.address, "snapshots", "diff", *args],
+            capture_output=True,
+            check=True,
+            timeout=60,
+        ).stdout
+
+    from tests.fixtures.daemon import PYCTR
+
+    ours = run(PYCTR, "work")
+    assert ours == run(["ctr"], "work")
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(ours))) as tar:
+        names = tar.getnames()
+    assert "new" in names
+    assert "etc/.wh.keep" in names
+    # between two committed snapshots: from <idA> (lower) to <idB> (upper), as ctr reads them
+    up = run(PYCTR, chains[-2], chains[-1])
+    assert up == run(["ctr"], chains[-2], chains[-1])
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(up))) as tar:
+        assert "secret/inner/deep" in tar.getnames()
+    down = run(PYCTR, chains[-1], chains[-2])
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(down))) as tar:
+        assert "secret/.wh.inner" in tar.getnames()
+    # an uncompressed diff on request
+    raw = run(PYCTR, "--media-type", "application/vnd.oci.image.layer.v1.tar", "work")
+    assert raw[257:262] == b"ustar"

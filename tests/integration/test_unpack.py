@@ -25,6 +25,7 @@ from tests.fixtures.images import (
     MTIME,
     TestImage,
     busybox_tar,
+    oci_layout_tar,
     platform_image,
     push_image,
     sha256,
@@ -272,3 +273,27 @@ def test_the_config_label_keeps_blob_info(
         info: Info = c.content.info(img.host.config.digest)
         assert gc_label("native") in info.labels
         assert gc_label("overlayfs") not in info.labels
+
+
+def test_import_unpacks_unless_told_not_to(
+    daemon: Daemon, image: tuple[str, TestImage, list[bytes]], tmp_path: Path
+) -> None:
+    _, img, tars = image
+    archive_path = tmp_path / "image.tar"
+    archive_path.write_bytes(oci_layout_tar(img, "example.com/unpack:v1"))
+    out = daemon.pyctr("images", "import", "--no-unpack", str(archive_path)).stdout
+    assert "unpacking" not in out
+    with Client(daemon.address) as c:
+        names: list[str] = []
+        c.snapshots().walk(lambda i: names.append(i.name))
+        assert names == []
+    out = daemon.pyctr("images", "import", str(archive_path)).stdout
+    assert out.startswith("unpacking example.com/unpack:v1 (sha256:")
+    assert out.rstrip().endswith("...done")
+    chains = chain_ids([sha256(t) for t in tars])
+    with Client(daemon.address) as c:
+        assert c.snapshots().stat(chains[-1]).kind == Kind.COMMITTED
+        assert c.images.is_unpacked(c.images.get("example.com/unpack:v1"))
+        assert not c.images.is_unpacked(c.images.get("example.com/unpack:v1"), snapshotter="native")
+        # unpacking again finds everything there
+        assert c.images.unpack("example.com/unpack:v1").applied == 0

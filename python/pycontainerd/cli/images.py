@@ -1,8 +1,10 @@
-"""``pyctr images pull|push|ls|rm|tag|label|check|export|import``: ctr's image commands.
+"""``pyctr images pull|push|ls|rm|tag|label|check|export|import|mount|unmount``: ctr's image
+commands.
 
-Images are fetched and recorded, not unpacked: unpacking into snapshots is not part of pyctr
-yet, so ``import`` behaves as ctr's ``import --no-unpack`` and ``check`` reports nothing
-unpacked.
+``pull`` and ``import`` unpack into the snapshotter (``--snapshotter``, env
+``CONTAINERD_SNAPSHOTTER``, default overlayfs) as ctr's do; ``check`` says whether each image
+is unpacked there; ``mount`` unpacks if needed and mounts the image's root file system on a
+directory under a lease named by that directory, ``unmount --rm`` removes both again.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import contextlib
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from typing import IO
 
@@ -29,7 +32,10 @@ from pycontainerd.descriptor import Descriptor
 from pycontainerd.digest import validate_digest
 from pycontainerd.images import mediatypes as mt
 from pycontainerd.images.image import Image
-from pycontainerd.platforms import default
+from pycontainerd.mount import mount_all, unmount_all
+from pycontainerd.platforms import default, host, only, parse
+from pycontainerd.snapshots import DEFAULT_SNAPSHOTTER
+from pycontainerd.unpack import UnpackResult
 
 __all__ = ["add_parser", "labels_column", "platforms_column"]
 
@@ -64,7 +70,9 @@ def _pull(args: argparse.Namespace) -> int:
         resolver_from(args) as resolver,
         ProgressDisplay(ref) as display,
     ):
-        client.pull(
+        start = time.monotonic()
+        done: list[UnpackResult] = []
+        image = client.pull(
             ref,
             platform=args.platform or None,
             all_platforms=args.all_platforms,
@@ -72,7 +80,14 @@ def _pull(args: argparse.Namespace) -> int:
             max_concurrent_downloads=args.max_concurrent_downloads,
             labels=labels,
             progress=None if args.debug else display,
+            snapshotter=args.snapshotter,
+            unpacked=done,
         )
+    platform = args.platform[0] if args.platform else str(host())
+    print(f"unpacking {platform} {image.target.digest}...")
+    if args.print_chainid and done:
+        print(f"image chain ID: {done[0].chain_id}")
+    print(f"done: {time.monotonic() - start:.6f}s\t")
     return 0
 
 
@@ -208,7 +223,10 @@ def _check(args: argparse.Namespace) -> int:
                 if complete:
                     print(img.name)
                 continue
-            rows.append([*head, state, size, "false"])
+            unpacked = complete and client.images.is_unpacked(
+                img, snapshotter=args.snapshotter, platform=platform
+            )
+            rows.append([*head, state, size, str(unpacked).lower()])
     if not args.quiet:
         print_table(rows)
     return status
@@ -272,17 +290,121 @@ def _import(args: argparse.Namespace) -> int:
             all_platforms=args.all_platforms,
             compress_blobs=args.compress_blobs,
         )
-    for img in images:
-        log.debug("imported %s (%s)", img.name, img.target.digest)
+        for img in images:
+            log.debug("imported %s (%s)", img.name, img.target.digest)
+            if args.no_unpack:
+                continue
+            print(f"unpacking {img.name} ({img.target.digest})...", end="", flush=True)
+            client.images.unpack(img, snapshotter=args.snapshotter)
+            print("done")
+    return 0
+
+
+# --- mounts -------------------------------------------------------------------------------------
+
+
+def _mount(args: argparse.Namespace) -> int:
+    ref, target = args.ref, args.target
+    if not ref:
+        raise errdefs.InvalidArgument("please provide an image reference to mount")
+    if not target:
+        raise errdefs.InvalidArgument("please provide a target path to mount to")
+    snapshotter = args.snapshotter
+    with client_from(args) as client:
+        # the lease is named by the target and holds the snapshot, as ctr's
+        with contextlib.suppress(errdefs.AlreadyExists):
+            client.leases.create(
+                target,
+                labels={f"containerd.io/gc.ref.snapshot.{snapshotter}": target},
+                expire=24 * 3600,
+            )
+        ok = False
+        try:
+            img = client.images.get(ref)
+            matcher = only(parse(args.platform)) if args.platform else default()
+            client.images.unpack(img, snapshotter=snapshotter, platform=matcher)
+            chain = client.images.chain_id(img, matcher)
+            print(chain)
+            with client.with_lease(target):
+                sn = client.snapshots(snapshotter)
+                try:
+                    mounts = sn.prepare(target, chain) if args.rw else sn.view(target, chain)
+                except errdefs.AlreadyExists:
+                    mounts = sn.mounts(target)
+                try:
+                    mount_all(mounts, target)
+                except errdefs.ContainerdError:
+                    with contextlib.suppress(errdefs.NotFound):
+                        sn.remove(target)
+                    raise
+            ok = True
+        finally:
+            if not ok:
+                with contextlib.suppress(errdefs.NotFound):
+                    client.leases.delete(target)
+    print(target)
+    return 0
+
+
+def _unmount(args: argparse.Namespace) -> int:
+    target = args.target
+    if not target:
+        raise errdefs.InvalidArgument("please provide a target path to unmount from")
+    unmount_all(target)
+    if args.rm:
+        with client_from(args) as client:
+            try:
+                client.leases.delete(target)
+            except errdefs.NotFound:
+                pass
+            except errdefs.ContainerdError as exc:
+                raise type(exc)(f"error deleting lease: {exc.message}") from None
+            try:
+                client.snapshots(args.snapshotter).remove(target)
+            except errdefs.NotFound:
+                pass
+            except errdefs.ContainerdError as exc:
+                raise type(exc)(f"error removing snapshot: {exc.message}") from None
+    print(target)
     return 0
 
 
 # --- parser -------------------------------------------------------------------------------------
 
 
+def _snapshotter_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--snapshotter",
+        default=os.environ.get("CONTAINERD_SNAPSHOTTER", DEFAULT_SNAPSHOTTER),
+        help="snapshotter name (env CONTAINERD_SNAPSHOTTER; default %(default)s)",
+    )
+
+
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("images", aliases=["image", "i"], help="manage images")
     cmds = p.add_subparsers(dest="subcommand", metavar="COMMAND", required=True)
+
+    mount = cmds.add_parser(
+        "mount",
+        help="mount an image to a target path",
+        description="unpack the image if needed and mount its root file system on <target>",
+    )
+    _snapshotter_flag(mount)
+    mount.add_argument("--rw", action="store_true", help="enable write access to the mount")
+    mount.add_argument("--platform", default="", help="mount the image for the specified platform")
+    mount.add_argument("ref", nargs="?", default="", metavar="<ref>")
+    mount.add_argument("target", nargs="?", default="", metavar="<target>")
+    mount.set_defaults(func=_mount)
+
+    unmount = cmds.add_parser(
+        "unmount",
+        help="unmount the image from the target",
+        description="unmount <target>; with --rm also remove its snapshot and lease",
+    )
+    _snapshotter_flag(unmount)
+    unmount.add_argument("--rm", action="store_true", help="remove the snapshot after a unmount")
+    unmount.add_argument("target", nargs="?", default="", metavar="<target>")
+    unmount.set_defaults(func=_unmount)
 
     check = cmds.add_parser(
         "check",
@@ -292,7 +414,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     check.add_argument(
         "-q", "--quiet", action="store_true", help="print only the complete image refs"
     )
-    check.add_argument("--snapshotter", default="", help=argparse.SUPPRESS)
+    _snapshotter_flag(check)
     check.add_argument("filters", nargs="*", metavar="<filter>")
     check.set_defaults(func=_check)
 
@@ -344,15 +466,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--all-platforms", action="store_true", help="import content for all platforms"
     )
     imp.add_argument("--platform", default="", help="import content for a specific platform")
-    imp.add_argument(
-        "--no-unpack", action="store_true", help="skip unpacking the images (always the case)"
-    )
+    imp.add_argument("--no-unpack", action="store_true", help="skip unpacking the images")
     imp.add_argument(
         "--compress-blobs",
         action="store_true",
         help="compress uncompressed blobs when creating manifest (Docker format only)",
     )
-    imp.add_argument("--snapshotter", default="", help=argparse.SUPPRESS)
+    _snapshotter_flag(imp)
     imp.add_argument("input", nargs="?", default="", metavar="<in>")
     imp.set_defaults(func=_import)
 
@@ -382,7 +502,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="the most blobs fetched at once (default %(default)s)",
     )
     pull.add_argument("--label", action="append", default=[], help="labels to attach to the image")
-    pull.add_argument("--snapshotter", default="", help=argparse.SUPPRESS)
+    _snapshotter_flag(pull)
+    pull.add_argument(
+        "--print-chainid", action="store_true", help="print the resulting image's chain ID"
+    )
     pull.add_argument("ref", nargs="?", default="", metavar="<ref>")
     pull.set_defaults(func=_pull)
 

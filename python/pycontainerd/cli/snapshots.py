@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from pycontainerd.cli.common import client_from, object_with_labels
+from pycontainerd import errdefs
+from pycontainerd.cli.common import client_from, object_with_labels, parse_labels
 from pycontainerd.cli.leases import print_space_table
+from pycontainerd.diff import MEDIA_TYPE_LAYER_GZIP
 from pycontainerd.mount import Mount
+from pycontainerd.rootfs import create_diff, with_mounts
 from pycontainerd.snapshots import DEFAULT_SNAPSHOTTER, Info, Kind, Snapshotter
 
 __all__ = ["add_parser", "format_bytes", "format_rfc3339_nano"]
@@ -165,6 +169,34 @@ def _label(args: argparse.Namespace) -> int:
     return 0
 
 
+def _diff(args: argparse.Namespace) -> int:
+    id_a, id_b = args.id_a, args.id_b
+    if not id_a:
+        raise errdefs.InvalidArgument("snapshot id must be provided")
+    labels = parse_labels(args.label)
+    if args.keep:
+        labels["containerd.io/gc.root"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with client_from(args) as client, client.with_lease():
+        sn, differ = client.snapshots(args.snapshotter), client.diff()
+        opts = {"media_type": args.media_type, "ref": args.ref, "labels": labels}
+        if not id_b:
+            desc = create_diff(sn, differ, id_a, **opts)
+        else:
+            with with_mounts(sn, id_a) as lower, with_mounts(sn, id_b) as upper:
+                desc = differ.compare(lower, upper, **opts)
+        out = sys.stdout.buffer
+        with client.content.reader_at(desc) as ra:
+            offset = 0
+            while offset < ra.size:
+                chunk = ra.read_at(offset, min(1 << 20, ra.size - offset))
+                if not chunk:
+                    break
+                out.write(chunk)
+                offset += len(chunk)
+        out.flush()
+    return 0
+
+
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("snapshots", aliases=["snapshot"], help="manage snapshots")
     p.add_argument(
@@ -212,6 +244,25 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     rm = cmds.add_parser("delete", aliases=["del", "remove", "rm"], help="remove snapshots")
     rm.add_argument("keys", nargs="+", metavar="<key>")
     rm.set_defaults(func=_remove)
+
+    diff = cmds.add_parser(
+        "diff",
+        help="get the diff of two snapshots. the default second snapshot is the first "
+        "snapshot's parent.",
+        description="write the layer of the changes from <idB> (default: <idA>'s parent) to "
+        "<idA> to stdout; the daemon keeps it in its content store",
+    )
+    diff.add_argument(
+        "--media-type", default=MEDIA_TYPE_LAYER_GZIP, help="media type to use for creating diff"
+    )
+    diff.add_argument("--ref", default="", help="content upload reference to use")
+    diff.add_argument(
+        "--keep", action="store_true", help="keep diff content. up to creator to delete it."
+    )
+    diff.add_argument("--label", action="append", default=[], help="labels to attach")
+    diff.add_argument("id_a", nargs="?", default="", metavar="<idA>")
+    diff.add_argument("id_b", nargs="?", default="", metavar="<idB>")
+    diff.set_defaults(func=_diff)
 
     label = cmds.add_parser("label", help="add labels to a snapshot")
     label.add_argument("args", nargs="+", metavar="<name> [<label>=<value> ...]")

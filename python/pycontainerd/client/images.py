@@ -31,9 +31,11 @@ from pycontainerd.images import archive
 from pycontainerd.images import image as imagesmod
 from pycontainerd.images import mediatypes as mt
 from pycontainerd.images.image import CheckResult, Image
+from pycontainerd.images.manifest import parse_config
 from pycontainerd.images.progress import ProgressFunc
 from pycontainerd.images.pull import DEFAULT_MAX_CONCURRENT_DOWNLOADS, FetchOptions, fetch
 from pycontainerd.images.push import DEFAULT_MAX_CONCURRENT_UPLOADS, PushOptions, push
+from pycontainerd.images.rootfs import chain_id
 from pycontainerd.leases import RESOURCE_INGESTS
 from pycontainerd.platforms import (
     ALL,
@@ -50,6 +52,7 @@ from pycontainerd.platforms import (
 )
 from pycontainerd.plugin import Type
 from pycontainerd.remotes import Resolver, docker_config_credentials
+from pycontainerd.snapshots import DEFAULT_SNAPSHOTTER
 from pycontainerd.unpack import Unpacker, UnpackResult
 
 if TYPE_CHECKING:
@@ -236,14 +239,7 @@ def fetch_image(
             store = _store(client, lease)
             unpacker = None
             if unpack:
-                unpacker = Unpacker(
-                    store,
-                    ProxySnapshotter(client._conn, client.namespace, unpack, lease=lease),
-                    ProxyDiff(client._conn, client.namespace, lease=lease),
-                    snapshotter_name=unpack,
-                    rebase=_can_rebase(client, unpack),
-                    platform=matcher or default(),
-                )
+                unpacker = _unpacker(client, lease, store, unpack, matcher or default())
             try:
                 img = fetch(
                     store,
@@ -267,6 +263,24 @@ def fetch_image(
     finally:
         if own:
             res.close()
+
+
+def _unpacker(
+    client: Client,
+    lease: str | None,
+    store: ProxyContentStore,
+    snapshotter: str,
+    platform: MatchComparer,
+) -> Unpacker:
+    """An unpacker through the daemon's Snapshots and Diff services, under ``lease``."""
+    return Unpacker(
+        store,
+        ProxySnapshotter(client._conn, client.namespace, snapshotter, lease=lease),
+        ProxyDiff(client._conn, client.namespace, lease=lease),
+        snapshotter_name=snapshotter,
+        rebase=_can_rebase(client, snapshotter),
+        platform=platform,
+    )
 
 
 def _can_rebase(client: Client, snapshotter: str) -> bool:
@@ -365,6 +379,53 @@ class ImagesAPI:
     def check(self, image: Image, platform: MatchComparer | None = None) -> CheckResult:
         """Which of the blobs ``image`` needs on ``platform`` are present."""
         return imagesmod.check(self._client.content, image.target, platform or default())
+
+    def chain_id(self, image: Image, platform: MatchComparer | None = None) -> str:
+        """The chain ID of the image's root file system on ``platform``: the key of its top
+        layer's snapshot (containerd's ``identity.ChainID(image.RootFS())``)."""
+        store = self._client.content
+        cfg = imagesmod.config(store, image.target, platform or default())
+        diff_ids = parse_config(imagesmod.read_document(store, cfg), cfg.digest).diff_ids
+        return chain_id(diff_ids)
+
+    def is_unpacked(
+        self,
+        image: Image,
+        *,
+        snapshotter: str = DEFAULT_SNAPSHOTTER,
+        platform: MatchComparer | None = None,
+    ) -> bool:
+        """Whether the image's top layer is in ``snapshotter`` (containerd's ``IsUnpacked``)."""
+        try:
+            top = self.chain_id(image, platform)
+            if top:
+                self._client.snapshots(snapshotter).stat(top)
+        except errdefs.NotFound:
+            return False
+        return True
+
+    def unpack(
+        self,
+        image: Image | str,
+        *,
+        snapshotter: str = DEFAULT_SNAPSHOTTER,
+        platform: MatchComparer | None = None,
+    ) -> UnpackResult:
+        """Unpack an image whose content is present into ``snapshotter`` (layers already
+        there are skipped): containerd's ``Image.Unpack``, as ``ctr run`` and ``ctr images
+        mount`` do before using an image."""
+        client = self._client
+        img = self.get(image) if isinstance(image, str) else image
+        matcher = platform or default()
+        with temporary_lease(client) as lease:
+            store = _store(client, lease)
+            m = imagesmod.manifest(store, img.target, matcher)
+            unpacker = _unpacker(client, lease, store, snapshotter, matcher)
+            unpacker.set_manifest(m.config, m.layers)
+            for desc in (m.config, *m.layers):
+                store.info(desc.digest)  # NotFound names a missing blob
+                unpacker.fetched(desc, ())
+            return unpacker.wait()
 
     # --- transfers -------------------------------------------------------------------------
 

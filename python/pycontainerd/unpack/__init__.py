@@ -151,6 +151,14 @@ class Unpacker:
             except BaseException as exc:
                 self._fail(exc)
 
+    def set_manifest(self, config: Descriptor, layers: Sequence[Descriptor]) -> None:
+        """Unpack the image of this config and these layers (content already present: tell
+        :meth:`fetched` of each blob next)."""
+        with self._lock:
+            self._manifest = Descriptor("", config.digest, 0)
+            self._config = config
+            self._layer_descs = list(layers)
+
     def _start_ready(self) -> None:
         """Plan once the config is in; submit every planned layer whose blob is in."""
         if self._layers is None:
