@@ -5,6 +5,7 @@ compared with the layers applied one by one into a plain directory."""
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -297,3 +298,37 @@ def test_import_unpacks_unless_told_not_to(
         assert not c.images.is_unpacked(c.images.get("example.com/unpack:v1"), snapshotter="native")
         # unpacking again finds everything there
         assert c.images.unpack("example.com/unpack:v1").applied == 0
+
+
+def test_an_image_of_many_layers_mounts_past_the_option_limit(
+    daemon: Daemon, registry: Registry, tmp_path: Path
+) -> None:
+    count = 130
+    tars = [
+        _tar([_dir("layers/"), _file(f"layers/{i:03d}", str(i).encode())]) for i in range(count)
+    ]
+    img = TestImage([platform_image(host(), tars, seed="many", compressed=False)])
+    ref = f"{registry.host}/test/many:v1"
+    with Resolver(plain_http=True) as r:
+        push_image(r, ref, img)
+    with Client(daemon.address) as c:
+        done: list[UnpackResult] = []
+        c.pull(ref, plain_http=True, unpacked=done)
+        assert done[0].applied == count
+        with c.with_lease():
+            mounts = c.snapshots().view("many-view", done[0].chain_id)
+            options = ",".join(mounts[0].options)
+            assert len(options) > 4096, "the lowerdir list is longer than a page"
+            with temp_mount(mounts, root=tmp_path) as root:
+                assert sorted(os.listdir(Path(root, "layers"))) == [
+                    f"{i:03d}" for i in range(count)
+                ]
+            c.snapshots().remove("many-view")
+    # containerd's ctr mounts it too (its own long-option handling)
+    target = tmp_path / "ctr-mnt"
+    target.mkdir()
+    daemon.ctr("images", "mount", ref, str(target))
+    try:
+        assert len(os.listdir(target / "layers")) == count
+    finally:
+        daemon.ctr("images", "unmount", "--rm", str(target))
