@@ -73,3 +73,45 @@ pub fn timestamp(
     ts.nanos = d.subsec_nanos() as i32;
     ts
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_name_init_and_execs_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = UNIX_EPOCH + Duration::new(1_700_000_000, 123);
+        write(
+            dir.path(),
+            "",
+            &Exit {
+                pid: 42,
+                status: 137,
+                at,
+            },
+        )
+        .unwrap();
+        write(
+            dir.path(),
+            "init",
+            &Exit {
+                pid: 43,
+                status: 1,
+                at,
+            },
+        )
+        .unwrap();
+        let init = read(dir.path(), "").unwrap();
+        assert_eq!((init.pid, init.status, init.at), (42, 137, at));
+        assert_eq!(read(dir.path(), "init").unwrap().pid, 43);
+        assert!(dir.path().join("exit/init").exists());
+        assert!(dir.path().join("exit/exec.init").exists());
+        assert!(read(dir.path(), "other").is_none());
+        let text = fs::read_to_string(dir.path().join("exit/init")).unwrap();
+        assert_eq!(
+            text,
+            "{\"pid\":42,\"exit_status\":137,\"exited_at_ns\":1700000000000000123}\n"
+        );
+    }
+}

@@ -72,3 +72,24 @@ pub fn rfc3339(d: std::time::Duration) -> String {
         d.subsec_nanos()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn rfc3339_matches_known_instants() {
+        assert_eq!(
+            super::rfc3339(Duration::ZERO),
+            "1970-01-01T00:00:00.000000000Z"
+        );
+        assert_eq!(
+            super::rfc3339(Duration::new(951_782_400, 5)),
+            "2000-02-29T00:00:00.000000005Z"
+        );
+        assert_eq!(
+            super::rfc3339(Duration::new(1_795_949_249, 0)),
+            "2026-11-29T10:47:29.000000000Z"
+        );
+    }
+}

@@ -407,3 +407,76 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn flags_parse_as_go_flag_does() {
+        let f = parse_flags(&args(&[
+            "-namespace",
+            "ns",
+            "--address=/run/c.sock",
+            "-publish-binary",
+            "/bin/c",
+            "-id",
+            "x",
+            "-debug",
+            "start",
+        ]))
+        .unwrap();
+        assert_eq!(
+            (f.namespace.as_str(), f.address.as_str(), f.id.as_str()),
+            ("ns", "/run/c.sock", "x")
+        );
+        assert_eq!(
+            (f.publish_binary.as_str(), f.debug, f.action.as_str()),
+            ("/bin/c", true, "start")
+        );
+        let f = parse_flags(&args(&["-id", "y", "-bundle", "/b", "delete"])).unwrap();
+        assert_eq!(
+            (f.bundle, f.action.as_str()),
+            (Some(PathBuf::from("/b")), "delete")
+        );
+        assert!(parse_flags(&args(&["-bogus", "start"]))
+            .unwrap_err()
+            .contains("-bogus"));
+        assert!(parse_flags(&args(&["-id"])).unwrap_err().contains("-id"));
+    }
+
+    #[test]
+    fn socket_address_is_containerds_rule() {
+        // sha256("/run/containerd/containerd.sock/default/abc")
+        let want = Sha256::digest(b"/run/containerd/containerd.sock/default/abc");
+        let hex: String = want.iter().map(|b| format!("{b:02x}")).collect();
+        let got = socket_address("/run/containerd/containerd.sock", "default", "abc");
+        let dir = std::env::var(SOCKET_DIR_ENV).unwrap_or_else(|_| DEFAULT_SOCKET_DIR.to_string());
+        assert_eq!(got, format!("unix://{dir}/{hex}"));
+        assert_ne!(
+            got,
+            socket_address("/run/containerd/containerd.sock", "other", "abc")
+        );
+    }
+
+    #[test]
+    fn ids_that_are_paths_are_refused() {
+        for id in ["", "a/b", "..", "."] {
+            let f = Flags {
+                namespace: "ns".into(),
+                id: id.into(),
+                ..Flags::default()
+            };
+            assert!(validate(&f).is_err(), "{id:?}");
+        }
+        let f = Flags {
+            id: "x".into(),
+            ..Flags::default()
+        };
+        assert_eq!(validate(&f).unwrap_err(), "shim namespace cannot be empty");
+    }
+}
