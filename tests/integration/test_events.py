@@ -15,7 +15,7 @@ import pytest
 from google.protobuf import any_pb2
 
 from pycontainerd import Client, errdefs
-from pycontainerd.api.containerd.events import content_pb2, image_pb2, namespace_pb2
+from pycontainerd.api.containerd.events import content_pb2, image_pb2, namespace_pb2, snapshot_pb2
 from pycontainerd.client import Event, EventStream
 from pycontainerd.content import write_blob
 from pycontainerd.descriptor import Descriptor
@@ -134,6 +134,30 @@ def test_services_publish_their_events(client: Client) -> None:
         assert all(a.timestamp_ns <= b.timestamp_ns for a, b in itertools.pairwise(got))
         assert abs(got[0].timestamp.timestamp() - time.time()) < 60
         col.nothing_more()
+    finally:
+        col.close()
+
+
+def test_snapshot_events(client: Client) -> None:
+    col = Collector(client, 'topic~="^/snapshot/"')
+    try:
+        col.ready()
+        with client.with_lease():
+            sn = client.snapshots("native")
+            sn.prepare("ev-active", "")
+            sn.commit("ev-layer", "ev-active")
+            sn.remove("ev-layer")
+        got = col.take(3)
+        assert [(e.namespace, e.topic, e.event) for e in got] == [
+            ("default", "/snapshot/prepare", snapshot_pb2.SnapshotPrepare(key="ev-active")),
+            (
+                "default",
+                "/snapshot/commit",
+                snapshot_pb2.SnapshotCommit(key="ev-active", name="ev-layer"),
+            ),
+            ("default", "/snapshot/remove", snapshot_pb2.SnapshotRemove(key="ev-layer")),
+        ]
+        assert got[0].type_url == "containerd.events.SnapshotPrepare"
     finally:
         col.close()
 

@@ -10,10 +10,14 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from google.protobuf import empty_pb2
+from google.protobuf.message import Message
 
+from pycontainerd.api.containerd.events import snapshot_pb2 as events_pb2
 from pycontainerd.api.containerd.services.snapshots.v1 import snapshots_pb2
 from pycontainerd.daemon.rpc import RPCServer, ServicerContext
 from pycontainerd.daemon.services.base import lease_of, namespace_of
+from pycontainerd.daemon.services.events import publisher
+from pycontainerd.events import Publisher
 from pycontainerd.gc.scheduler import gc_scheduler
 from pycontainerd.metadata import DB, NamespacedSnapshotter, SnapshotStore
 from pycontainerd.metadata.gc import GarbageCollector
@@ -30,8 +34,13 @@ _BATCH = 100
 class SnapshotsService:
     """Snapshots over the namespaced snapshot store."""
 
-    def __init__(self, store: SnapshotStore) -> None:
+    def __init__(self, store: SnapshotStore, events: Publisher | None = None) -> None:
         self._store = store
+        self._events = events
+
+    def _publish(self, context: ServicerContext, topic: str, event: Message) -> None:
+        if self._events is not None:
+            self._events.publish(namespace_of(context), topic, event)
 
     def register(self, server: RPCServer) -> None:
         server.add_service(snapshots_pb2.DESCRIPTOR.services_by_name["Snapshots"], self)
@@ -45,6 +54,11 @@ class SnapshotsService:
         sn = self._sn(request.snapshotter, context)
         mounts = await asyncio.to_thread(
             sn.prepare, request.key, request.parent, labels=dict(request.labels)
+        )
+        self._publish(
+            context,
+            "/snapshot/prepare",
+            events_pb2.SnapshotPrepare(key=request.key, parent=request.parent),
         )
         return snapshots_pb2.PrepareSnapshotResponse(mounts=mounts_to_proto(mounts))
 
@@ -69,6 +83,11 @@ class SnapshotsService:
     ) -> empty_pb2.Empty:
         sn = self._sn(request.snapshotter, context)
         await asyncio.to_thread(sn.commit, request.name, request.key, labels=dict(request.labels))
+        self._publish(
+            context,
+            "/snapshot/commit",
+            events_pb2.SnapshotCommit(key=request.key, name=request.name),
+        )
         return empty_pb2.Empty()
 
     async def Remove(
@@ -76,6 +95,7 @@ class SnapshotsService:
     ) -> empty_pb2.Empty:
         sn = self._sn(request.snapshotter, context)
         await asyncio.to_thread(sn.remove, request.key)
+        self._publish(context, "/snapshot/remove", events_pb2.SnapshotRemove(key=request.key))
         return empty_pb2.Empty()
 
     async def Stat(
@@ -138,7 +158,7 @@ def _init_store(ic: InitContext) -> SnapshotStore:
 def _init(ic: InitContext) -> SnapshotsService:
     store = ic.get(Type.SERVICE, "snapshots-service")
     assert isinstance(store, SnapshotStore)
-    return SnapshotsService(store)
+    return SnapshotsService(store, events=publisher(ic))
 
 
 service_registration = Registration(
@@ -148,4 +168,6 @@ service_registration = Registration(
     requires=(Type.METADATA, Type.SNAPSHOT, Type.GC),
 )
 
-registration = Registration(type=Type.GRPC, id="snapshots", init=_init, requires=(Type.SERVICE,))
+registration = Registration(
+    type=Type.GRPC, id="snapshots", init=_init, requires=(Type.EVENT, Type.SERVICE)
+)
