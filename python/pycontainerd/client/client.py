@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import grpc
 from google.protobuf import empty_pb2
@@ -34,6 +34,7 @@ from pycontainerd.client.images import (
 from pycontainerd.client.leases import LeasesAPI
 from pycontainerd.client.namespaces import NamespacesAPI
 from pycontainerd.client.snapshots import ProxySnapshotter
+from pycontainerd.client.tasks import ContainerHandle, Task, TasksAPI
 from pycontainerd.events import Envelope
 from pycontainerd.images.image import Image
 from pycontainerd.images.progress import ProgressFunc
@@ -43,6 +44,9 @@ from pycontainerd.platforms import Platform
 from pycontainerd.remotes import Resolver
 from pycontainerd.snapshots import DEFAULT_SNAPSHOTTER
 from pycontainerd.unpack import UnpackResult
+
+if TYPE_CHECKING:
+    from pycontainerd.client.run import RunResult
 
 __all__ = ["Client", "PluginInfo", "ServerInfo", "Version"]
 
@@ -128,6 +132,7 @@ class Client:
         self._leases: LeasesAPI | None = None
         self.images = ImagesAPI(self)
         self.containers = ContainersAPI(self)
+        self.tasks = TasksAPI(self)
 
     def __enter__(self) -> Client:
         return self
@@ -285,6 +290,61 @@ class Client:
             labels=labels,
             progress=progress,
         )
+
+    def container(self, container_id: str) -> ContainerHandle:
+        """A handle on the container ``container_id``, to create and find its task."""
+        return ContainerHandle(self, container_id)
+
+    @overload
+    def run(
+        self,
+        image: str,
+        args: Sequence[str] | None = ...,
+        *,
+        detach: Literal[False] = ...,
+        **options: Any,
+    ) -> RunResult: ...
+
+    @overload
+    def run(
+        self,
+        image: str,
+        args: Sequence[str] | None = ...,
+        *,
+        detach: Literal[True],
+        **options: Any,
+    ) -> Task: ...
+
+    def run(
+        self,
+        image: str,
+        args: Sequence[str] | None = None,
+        *,
+        detach: bool = False,
+        **options: Any,
+    ) -> RunResult | Task:
+        """Run ``args`` (default: the image's entrypoint and command) in a new container.
+
+        The image is pulled (``resolver``, ``plain_http``) and unpacked into ``snapshotter``
+        if missing. Keywords: ``env`` (a mapping or ``KEY=VALUE`` strings), ``cwd``,
+        ``user`` (``uid[:gid]`` or names from the container's ``/etc/passwd``), ``mounts``
+        (OCI mount objects, ``Mount`` values or ctr's ``type=bind,src=..,dst=..``), ``tty``,
+        ``stdin`` (bytes, text, a file descriptor or a readable stream), ``remove`` (default
+        True: the container and its snapshot go when the task is deleted), ``name`` (the
+        container id, default random), ``labels``, ``memory`` (bytes), ``cpus``, ``network``
+        (``"none"``, the default: a network namespace of its own; or ``"host"``),
+        ``read_only``, ``stdout`` and ``stderr`` (a stream, file or descriptor; default
+        captured), ``runtime``, ``fifo_dir``.
+
+        Without ``detach``, waits for the exit and returns a
+        :class:`~pycontainerd.client.run.RunResult` (exit status, captured stdout and
+        stderr); the task is deleted. With ``detach``, returns the started
+        :class:`~pycontainerd.client.tasks.Task`: ``wait()``, then ``delete()``; captured
+        output is in ``task.io``'s streams only when given ones.
+        """
+        from pycontainerd.client.run import run
+
+        return run(self, image, args, detach=detach, **options)
 
     @property
     def channel(self) -> grpc.Channel:
