@@ -292,6 +292,34 @@ def test_events_in_order(containerd: Containerd) -> None:
     assert task_topics == ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"]
 
 
+def test_oom_kill_is_published(containerd: Containerd) -> None:
+    events = subprocess.Popen(
+        ["ctr", "-a", containerd.address, "events"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.5)  # let the subscription begin
+        hog = "a=$(busybox yes | busybox head -c 100000000); echo survived"
+        r = containerd.run(
+            "oom",
+            "busybox",
+            "sh",
+            "-c",
+            hog,
+            flags=("--rm", "--memory-limit", "20000000"),
+            check=False,
+        )
+        assert r.returncode == 137, r.stderr
+        assert b"survived" not in r.stdout
+        assert_clean(containerd, "oom")
+    finally:
+        events.send_signal(signal.SIGINT)
+        out, _ = events.communicate(timeout=30)
+    topics = [ln.split()[5] for ln in out.decode().splitlines() if '"oom"' in ln]
+    assert "/tasks/oom" in topics
+
+
 def test_runc_error_and_nothing_left(containerd: Containerd) -> None:
     r = containerd.run("bad", "no-such-binary", flags=("--rm",), check=False)
     assert r.returncode != 0
