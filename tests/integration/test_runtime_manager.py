@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ import pytest
 from pycontainerd.api.containerd.services.events.ttrpc.v1 import events_pb2
 from pycontainerd.daemon.ttrpc import EventsTTRPCService
 from pycontainerd.events import Exchange
-from pycontainerd.runtime import Bundle, ShimCommand, TaskManager
+from pycontainerd.runtime import Bundle, ShimCommand, ShimLog, TaskManager
 from pycontainerd.ttrpc import Server
 from tests.fixtures.containers import oci_spec
 
@@ -55,36 +57,46 @@ def test_a_shim_without_a_task_is_stopped_on_load(tmp_path: Path) -> None:
         )
         await server.start(address + ".ttrpc")
         root, state = tmp_path / "root", tmp_path / "state"
-        spec = json.dumps(oci_spec(["true"], namespace="ns1", id_="half")).encode()
-        bundle = Bundle.new(root, state, "ns1", "half", spec)
+        id_ = f"half-{uuid.uuid4().hex[:8]}"
+        spec = json.dumps(oci_spec(["true"], namespace="ns1", id_=id_)).encode()
+        bundle = Bundle.new(root, state, "ns1", id_, spec)
         command = ShimCommand(
             binary=CONTAINERD_SHIM, bundle=bundle, address=address, ttrpc_address=address + ".ttrpc"
         )
+        shim_log = ShimLog(bundle)  # the shim's stderr: it exits without it
         shim_address = await command.start(None)
-        (bundle.path / "shim-binary-path").write_text(CONTAINERD_SHIM)
-        shim_pids = _shims_with_id("half")
-        assert len(shim_pids) == 1, shim_pids
-        assert shim_address
+        socket_file = Path(shim_address.removeprefix("unix://"))
+        try:
+            (bundle.path / "shim-binary-path").write_text(CONTAINERD_SHIM)
+            shim_pids = _shims_with_id(id_)
+            assert len(shim_pids) == 1, shim_pids
 
-        manager = TaskManager(
-            root=root,
-            state=state,
-            address=address,
-            ttrpc_address=address + ".ttrpc",
-            exchange=exchange,
-        )
-        manager.start_loading()
-        await manager.loaded()
-        assert manager.tasks() == []
-        assert not bundle.path.exists()
-        assert not (root / "ns1" / "half").exists()
-        for _ in range(200):
-            if not _running(shim_pids[0]):
-                break
-            await asyncio.sleep(0.05)
-        assert not _running(shim_pids[0])
-        manager.close()
-        await server.stop()
+            manager = TaskManager(
+                root=root,
+                state=state,
+                address=address,
+                ttrpc_address=address + ".ttrpc",
+                exchange=exchange,
+            )
+            shim_log.close()  # the daemon is gone
+            manager.start_loading()
+            await manager.loaded()
+            assert manager.tasks() == []
+            assert not bundle.path.exists()
+            assert not (root / "ns1" / id_).exists()
+            for _ in range(200):
+                if not _running(shim_pids[0]) and not socket_file.exists():
+                    break
+                await asyncio.sleep(0.05)
+            assert not _running(shim_pids[0])
+            assert not socket_file.exists()
+            manager.close()
+        finally:  # whatever failed, no shim stays behind
+            shim_log.close()
+            for pid in _shims_with_id(id_):
+                os.kill(pid, signal.SIGKILL)
+            socket_file.unlink(missing_ok=True)
+            await server.stop()
 
     with tempfile.TemporaryDirectory(prefix="pcd-") as sockdir:  # short: socket path limit
         asyncio.run(main(sockdir))

@@ -428,6 +428,16 @@ def _shim_pid(task_pid: int) -> int:
     return int(stat.rsplit(")", 1)[1].split()[1])
 
 
+def _shim_socket(daemon: Daemon, namespace: str, id_: str) -> Path | None:
+    """The shim's socket file, from its bundle's ``address`` (None for an abstract one)."""
+    bundle = daemon.state / "io.containerd.runtime.v2.task" / namespace / id_
+    path = (bundle / "address").read_text().strip().removeprefix("unix://")
+    if path.startswith(("@", "\0")):
+        return None
+    assert Path(path).exists()
+    return Path(path)
+
+
 def _gone(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -465,6 +475,7 @@ def test_a_dead_shim_is_cleaned_up_and_its_exit_reported(
     runner.call(runner.tasks.Start, tasks_pb2.StartRequest(container_id="doomed"))
     assert [events.next_task_event().topic for _ in range(2)] == ["/tasks/create", "/tasks/start"]
 
+    socket_file = _shim_socket(daemon, runner.namespace, "doomed")
     os.kill(_shim_pid(pid), signal.SIGKILL)
     exit_, delete = events.next_task_event(), events.next_task_event()
     assert (exit_.topic, delete.topic) == ("/tasks/exit", "/tasks/delete")
@@ -477,11 +488,13 @@ def test_a_dead_shim_is_cleaned_up_and_its_exit_reported(
     assert not (
         daemon.state / "io.containerd.runtime.v2.task" / runner.namespace / "doomed"
     ).exists()
+    assert socket_file is None or not socket_file.exists()  # removed for the killed shim
 
 
 def test_a_shim_dead_while_the_daemon_was_down(runner: Runner, daemon: Daemon) -> None:
     pid, _ = runner.create("orphan", ["sleep", "1000"])
     runner.call(runner.tasks.Start, tasks_pb2.StartRequest(container_id="orphan"))
+    socket_file = _shim_socket(daemon, runner.namespace, "orphan")
     daemon.stop(signal.SIGKILL)
     os.kill(_shim_pid(pid), signal.SIGKILL)
     daemon.start()
@@ -492,6 +505,7 @@ def test_a_shim_dead_while_the_daemon_was_down(runner: Runner, daemon: Daemon) -
     assert not (
         daemon.state / "io.containerd.runtime.v2.task" / runner.namespace / "orphan"
     ).exists()
+    assert socket_file is None or not socket_file.exists()  # removed for the killed shim
 
 
 def test_stdin_and_close_io(runner: Runner) -> None:

@@ -16,7 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
+import socket
+import stat
 import time
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +37,7 @@ from pycontainerd.plugin import InitContext, Registration, Type
 from pycontainerd.runtime.binary import DEFAULT_SHIMS, Exit, ShimCommand, resolve_runtime
 from pycontainerd.runtime.bundle import Bundle
 from pycontainerd.runtime.shim import ShimLog, ShimTask
-from pycontainerd.ttrpc import Client
+from pycontainerd.ttrpc import Client, socket_path
 
 __all__ = [
     "TASK_DELETE_TOPIC",
@@ -299,6 +302,7 @@ class TaskManager:
         elif self._tasks.get((ns, id_)) is not None or self._closing:
             return
         try:
+            await asyncio.to_thread(_remove_dead_socket, task.bundle)
             await asyncio.to_thread(task.bundle.delete)
         except Exception as exc:
             log.error("delete bundle %s: %s", task.bundle.path, exc)
@@ -358,23 +362,27 @@ class TaskManager:
             await asyncio.to_thread(bundle.delete)
             return
         command = self._command(binary, bundle)
-        task: ShimTask | None = None
+        shim_log: ShimLog | None = None
+        client: Client | None = None
         try:
             address = bundle.read("address")
             if not address:
                 raise errdefs.NotFound(f"shim address of task {ns}/{id_}: not found")
+            # the log first, as containerd: a shim may wait for a reader before it serves
+            shim_log = ShimLog(bundle)
             client = await Client.connect(
                 address, timeout=LOAD_TIMEOUT, on_close=lambda: self._on_close(bundle)
             )
-            task = ShimTask(bundle, client, command, None)
+            task = ShimTask(bundle, client, command, shim_log)
             async with asyncio.timeout(LOAD_TIMEOUT):
                 connected = await task.connect()
-            task.log = ShimLog(bundle)
         except Exception as exc:
             log.info("shim of task %s/%s is gone (%s): cleaning up", ns, id_, exc)
-            dead = task or ShimTask(bundle, _ClosedClient(), command, None)
-            if task is not None:
-                task.abort()
+            if client is not None:
+                client.abort()
+            if shim_log is not None:
+                shim_log.close()
+            dead = ShimTask(bundle, _ClosedClient(), command, None)
             self._tasks[(ns, id_)] = dead
             await self._cleanup_dead(dead)
             return
@@ -406,6 +414,35 @@ class TaskManager:
             task.abort()
         for bg in list(self._background):
             bg.cancel()
+
+
+def _remove_dead_socket(bundle: Bundle) -> None:
+    """Remove the socket of a shim that was killed (it could not remove it itself).
+
+    Only a filesystem socket nothing listens on any more is removed.
+    """
+    address = bundle.read("address")
+    if not address:
+        return
+    path = socket_path(address)
+    if path.startswith("\0"):
+        return
+    try:
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            return
+    except FileNotFoundError:
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+            log.debug("removed the socket %s of a dead shim", path)
+    except OSError:
+        pass
+    finally:
+        probe.close()
 
 
 class _ClosedClient(Client):
