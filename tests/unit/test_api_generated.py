@@ -47,7 +47,7 @@ REFERENCE_EXTRAS = {
     "google/rpc/status.proto": "github.com/gogo/googleapis/google/rpc/status.proto",
 }
 # Files of ours with no containerd counterpart, checked against the spec by hand below.
-OWN_ONLY = {"grpc/health/v1/health.proto"}
+OWN_ONLY = {"grpc/health/v1/health.proto", "ttrpc/ttrpc.proto"}
 
 GO_ONLY_IMPORT = re.compile(
     r'^\s*import\s+(weak\s+)?"(gogoproto/gogo\.proto|'
@@ -299,6 +299,38 @@ def test_health_follows_the_grpc_spec() -> None:
             True,
         ),
     }
+
+
+TTRPC_TYPES = GOCODE / "github.com/containerd/ttrpc/types.go"
+GO_FIELD = re.compile(r'^\s*\w+\s+[\w.*\[\]]+\s+`protobuf:"(\w+),(\d+),(opt|rep),name=(\w+)')
+
+
+@pytest.mark.usefixtures("ours")
+def test_ttrpc_messages_match_ttrpcs_go_types() -> None:
+    """ttrpc declares its envelope in Go (struct tags), not in a .proto: compare with those."""
+    if not TTRPC_TYPES.is_file():
+        pytest.fail(f"{TTRPC_TYPES} is missing (install golang-github-containerd-ttrpc-dev)")
+    go: dict[str, list[tuple[int, str, str, str]]] = {}
+    current = ""
+    for line in TTRPC_TYPES.read_text().splitlines():
+        if m := re.match(r"^type (\w+) struct", line):
+            current = m.group(1)
+            go[current] = []
+        elif m := GO_FIELD.match(line):
+            wire, number, label, name = m.groups()
+            go[current].append((int(number), name, wire, label))
+    wire_of = {FDP.TYPE_STRING: "bytes", FDP.TYPE_BYTES: "bytes", FDP.TYPE_MESSAGE: "bytes"}
+    wire_of[FDP.TYPE_INT64] = "varint"
+    pool = descriptor_pool.Default()
+    for name in ("Request", "Response", "KeyValue"):
+        own = pool.FindMessageTypeByName(f"ttrpc.{name}")
+        fields = [
+            (f.number, f.name, wire_of[f.type], "rep" if f.is_repeated else "opt")
+            for f in own.fields
+        ]
+        assert fields == go[name], name
+    status = pool.FindMessageTypeByName("ttrpc.Response").fields_by_name["status"]
+    assert status.message_type.full_name == "google.rpc.Status"
 
 
 def test_every_service_has_a_stub_and_no_servicer_base(
