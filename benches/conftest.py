@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from benches.unpack_report import unpack_summary
 from tests.fixtures.containerd import run_containerd
 from tests.fixtures.daemon import Daemon, make_daemon
 
@@ -100,6 +101,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         return
     tr = terminalreporter
     _gc_summary(tr)
+    unpack_summary(tr, RESULTS, SMOKE)
     if not any(n in RESULTS for n in ("pycontainerd", "containerd", "curl")):
         return
     tr.section("pycontainerd vs containerd 1.6, same machine, same run")
