@@ -218,6 +218,28 @@ def test_stdin_is_piped_through(containerd: Containerd) -> None:
     assert_clean(containerd, "stdin")
 
 
+def test_log_uri_file(containerd: Containerd, tmp_path: Path) -> None:
+    log = tmp_path / "logs" / "out.log"
+    r = containerd.run(
+        "logfile",
+        "sh",
+        "-c",
+        "echo out; echo err >&2",
+        flags=("--rm", "--log-uri", f"file://{log}"),
+    )
+    assert r.stdout == b""
+    assert sorted(log.read_bytes().splitlines()) == [b"err", b"out"]
+    assert_clean(containerd, "logfile")
+
+
+def test_null_io(containerd: Containerd) -> None:
+    r = containerd.run(
+        "nullio", "sh", "-c", "echo out; exit 4", flags=("--rm", "--null-io"), check=False
+    )
+    assert (r.returncode, r.stdout) == (4, b"")
+    assert_clean(containerd, "nullio")
+
+
 def test_terminal(containerd: Containerd) -> None:
     cmd = f"ctr -a {containerd.address} run --rm -t --runtime {RUNTIME} {IMAGE} tty sh -c tty"
     r = subprocess.run(

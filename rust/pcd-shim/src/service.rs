@@ -346,6 +346,13 @@ impl Service {
                     .map_err(|e| invalid(format!("parse spec of task {}: {e}", req.id)))
             })?;
         let (uid, gid) = process_user(&spec);
+        let paths = stdio::resolve(&Paths {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: req.terminal,
+        })
+        .map_err(|e| invalid(format!("stdio of task {}: {e}", req.id)))?;
         let cgroup_path = spec["linux"]["cgroupsPath"]
             .as_str()
             .unwrap_or("")
@@ -369,12 +376,6 @@ impl Service {
             pcd_mount::mount_all(&mounts, &rootfs)
                 .map_err(|e| unknown(format!("mount rootfs of task {}: {e}", req.id)))?;
         }
-        let paths = Paths {
-            stdin: req.stdin.clone(),
-            stdout: req.stdout.clone(),
-            stderr: req.stderr.clone(),
-            terminal: req.terminal,
-        };
 
         self.lock().starting += 1;
         let bundle = self.bundle.to_string_lossy().to_string();
@@ -700,12 +701,14 @@ impl Service {
                 req.exec_id
             )));
         };
-        let mut p = Proc::new(Paths {
+        let paths = stdio::resolve(&Paths {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),
             stderr: req.stderr.clone(),
             terminal: req.terminal,
-        });
+        })
+        .map_err(|e| invalid(format!("stdio of process {}: {e}", req.exec_id)))?;
+        let mut p = Proc::new(paths);
         p.spec = spec.value.clone();
         st.execs.insert(req.exec_id.clone(), p);
         let mut e = ev::TaskExecAdded::new();

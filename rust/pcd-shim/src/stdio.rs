@@ -51,6 +51,45 @@ impl ProcessIo {
     }
 }
 
+/// Resolves the stdout URI as containerd's runc shim does: a plain path or `fifo://` is a FIFO;
+/// `file:///PATH` sends stdout and stderr to that file (created, appended to).
+pub fn resolve(paths: &Paths) -> io::Result<Paths> {
+    let mut out = paths.clone();
+    let Some((scheme, rest)) = paths.stdout.split_once("://") else {
+        return Ok(out);
+    };
+    match scheme {
+        "fifo" => {
+            out.stdout = rest.to_string();
+            if let Some(e) = paths.stderr.strip_prefix("fifo://") {
+                out.stderr = e.to_string();
+            }
+        }
+        "file" => {
+            let path = rest.split(['?', '#']).next().unwrap_or("");
+            if !path.starts_with('/') {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("log uri {}: path must be absolute", paths.stdout),
+                ));
+            }
+            if let Some(dir) = Path::new(path).parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            OpenOptions::new().append(true).create(true).open(path)?;
+            out.stdout = path.to_string();
+            out.stderr = path.to_string();
+        }
+        other => {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("unknown STDIO scheme {other}"),
+            ));
+        }
+    }
+    Ok(out)
+}
+
 fn check_fifo(path: &str, what: &str) -> io::Result<()> {
     if path.is_empty() {
         return Ok(());
