@@ -64,22 +64,44 @@ class EventsTTRPCService:
 
 
 class TTRPCServer:
-    """The bound socket and the server on it, for the daemon's life."""
+    """The bound socket and the server on it, for the daemon's life.
+
+    The socket is bound at once; serving starts on the running event loop (the daemon's),
+    or with :meth:`start` when the plugin was loaded without one.
+    """
 
     def __init__(self, path: str, server: Server) -> None:
         self.path = path
         self.server = server
-        self._sock = _bind(path)
-        self._task: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(
-            server.serve_socket(self._sock)
-        )
+        self._task: asyncio.Task[None] | None = None
+        self._closed = not path  # without a daemon address there is nothing to serve
+        self._sock = _bind(path) if path else socket.socket(socket.AF_UNIX)
+        if self._closed:
+            self._sock.close()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._task = loop.create_task(server.serve_socket(self._sock))
+
+    async def start(self) -> None:
+        """Serve, if that has not started yet."""
+        if self._task is None and not self._closed:
+            self._task = asyncio.get_running_loop().create_task(
+                self.server.serve_socket(self._sock)
+            )
+        if self._task is not None:
+            await asyncio.shield(self._task)
 
     def close(self) -> None:
         """Stop serving and remove the socket."""
-        if self._task is None:
+        if self._closed:
             return
-        self._task.cancel()
-        self._task = None
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
         self.server.close()
         with contextlib.suppress(OSError):
             self._sock.close()
@@ -112,10 +134,11 @@ def _init(ic: InitContext) -> TTRPCServer:
     server.add_service(
         events_pb2.DESCRIPTOR.services_by_name["Events"], EventsTTRPCService(publisher(ic))
     )
-    path = ttrpc_address(ic.address)
+    path = ttrpc_address(ic.address) if ic.address else ""
     srv = TTRPCServer(path, server)
     ic.meta.exports["address"] = path
-    log.info("serving ttrpc on %s", path)
+    if path:
+        log.info("serving ttrpc on %s", path)
     return srv
 
 

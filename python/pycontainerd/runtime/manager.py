@@ -121,12 +121,14 @@ class TaskManager:
         self._creating: set[tuple[str, str]] = set()
         self._closing = False
         self._loaded = asyncio.Event()
+        self._loading = False
         self._background: set[asyncio.Task[None]] = set()
 
     # -- lookup
 
     async def loaded(self) -> None:
-        """Wait until the tasks found on start are loaded."""
+        """Wait until the tasks found on start are loaded (starting that if need be)."""
+        self.start_loading()
         await self._loaded.wait()
 
     def get(self, namespace: str, id_: str) -> ShimTask:
@@ -327,7 +329,11 @@ class TaskManager:
     # -- restart
 
     def start_loading(self) -> None:
-        """Load the tasks found on start in the background (:meth:`loaded` waits for it)."""
+        """Load the tasks found on start in the background (:meth:`loaded` waits for it);
+        once only."""
+        if self._loading:
+            return
+        self._loading = True
         self._spawn(self._load_guarded())
 
     async def _load_guarded(self) -> None:
@@ -488,6 +494,10 @@ def _init(ic: InitContext) -> TaskManager:
         publish_binary=shutil.which("pycontainerd") or "",
     )
     ic.meta.exports["state"] = str(ic.state)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # loaded outside the daemon: the first call loads
+        return manager
     manager.start_loading()
     return manager
 
