@@ -34,6 +34,7 @@ class Bundle:
 
     @property
     def rootfs(self) -> Path:
+        """Where the shim mounts the container's root."""
         return self.path / "rootfs"
 
     @classmethod

@@ -109,10 +109,12 @@ class ShimTask:
 
     @property
     def id(self) -> str:
+        """The task's id: its container's."""
         return self.bundle.id
 
     @property
     def namespace(self) -> str:
+        """The namespace the task belongs to."""
         return self.bundle.namespace
 
     async def _call(
@@ -225,12 +227,15 @@ class ShimTask:
         return list(response.processes)
 
     async def pause(self) -> None:
+        """Freeze every process of the task (runc pause)."""
         await self._call("Pause", shim_pb2.PauseRequest(id=self.id), empty_pb2.Empty)
 
     async def resume(self) -> None:
+        """Thaw a paused task (runc resume)."""
         await self._call("Resume", shim_pb2.ResumeRequest(id=self.id), empty_pb2.Empty)
 
     async def resize_pty(self, width: int, height: int, *, exec_id: str = "") -> None:
+        """Set the terminal size of the task or of an exec process."""
         await self._call(
             "ResizePty",
             shim_pb2.ResizePtyRequest(id=self.id, exec_id=exec_id, width=width, height=height),
@@ -238,6 +243,7 @@ class ShimTask:
         )
 
     async def close_io(self, *, exec_id: str = "", stdin: bool = True) -> None:
+        """Let the process's stdin end once the client has closed its end of the FIFO."""
         await self._call(
             "CloseIO",
             shim_pb2.CloseIORequest(id=self.id, exec_id=exec_id, stdin=stdin),
