@@ -20,7 +20,7 @@ from pycontainerd.client.run import ContainerError, RunResult
 from pycontainerd.client.tasks import ExitStatus, ProcessStatus, Task
 from tests.fixtures.daemon import Daemon
 from tests.fixtures.images import make_test_image, push_image
-from tests.fixtures.registry import Registry, run_registry
+from tests.fixtures.registry import run_registry
 
 pytestmark = pytest.mark.integration
 
@@ -121,7 +121,8 @@ def test_run_stdin_bytes_and_stream(env: Env) -> None:
     assert env.run(["cat"], stdin=b"through stdin\n").stdout == b"through stdin\n"
     big = os.urandom(300_000)  # more than a pipe holds
     res = env.run(["sh", "-c", "cat | busybox wc -c"], stdin=io.BytesIO(big))
-    assert res.stdout is not None and int(res.stdout) == len(big)
+    assert res.stdout is not None
+    assert int(res.stdout) == len(big)
     r, w = os.pipe()
     os.write(w, b"from a descriptor")
     os.close(w)
@@ -199,7 +200,8 @@ def test_detached_task_calls(env: Env) -> None:
         task.delete()
     task.kill(signal.SIGKILL)
     status = task.wait()
-    assert status.code == 137 and status.signal is signal.SIGKILL
+    assert status.code == 137
+    assert status.signal is signal.SIGKILL
     with pytest.raises(errdefs.NotFound):
         task.kill("SIGTERM")  # the process is gone
     assert task.delete().code == 137

@@ -17,7 +17,9 @@ from pycontainerd.cli import (
     leases,
     namespaces,
     plugins,
+    run,
     snapshots,
+    tasks,
     version,
 )
 from pycontainerd.client.connection import DEFAULT_ADDRESS
@@ -69,7 +71,9 @@ def _parser() -> argparse.ArgumentParser:
         leases,
         namespaces,
         plugins,
+        run,
         snapshots,
+        tasks,
         version,
     ):
         module.add_parser(sub)

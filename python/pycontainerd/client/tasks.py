@@ -147,6 +147,8 @@ class Metrics:
     timestamp: datetime.datetime | None
     type_url: str
     data: Message
+    #: The collection time in nanoseconds since the epoch (``timestamp`` to the microsecond).
+    timestamp_ns: int = 0
 
 
 def _decode_metrics(value: any_pb2.Any) -> Message:
@@ -365,7 +367,13 @@ class Task(Process):
         )
         for m in resp.metrics:
             if m.id == self.id:
-                return Metrics(m.id, _time(m.timestamp), m.data.type_url, _decode_metrics(m.data))
+                return Metrics(
+                    m.id,
+                    _time(m.timestamp),
+                    m.data.type_url,
+                    _decode_metrics(m.data),
+                    m.timestamp.ToNanoseconds(),
+                )
         raise errdefs.NotFound(f"metrics of task {self.id}: not found")
 
     def update(self, resources: Mapping[str, Any] | None = None, **annotations: str) -> None:
@@ -538,7 +546,13 @@ class TasksAPI:
             self._stub.Metrics, tasks_pb2.MetricsRequest(filters=list(filters))
         )
         return [
-            Metrics(m.id, _time(m.timestamp), m.data.type_url, _decode_metrics(m.data))
+            Metrics(
+                m.id,
+                _time(m.timestamp),
+                m.data.type_url,
+                _decode_metrics(m.data),
+                m.timestamp.ToNanoseconds(),
+            )
             for m in resp.metrics
         ]
 
