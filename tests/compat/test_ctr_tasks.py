@@ -279,3 +279,15 @@ def test_run_an_image_our_daemon_pulled_and_unpacked(ctr: Ctr) -> None:
         ref, "pulled", "/bin/echo", "hi",
     )  # fmt: skip
     assert (result.returncode, result.stdout) == (0, "hi\n"), result.stderr
+
+
+@pytest.mark.parametrize("runtime", ["io.containerd.runc.v2", "/usr/bin/containerd-shim-runc-v2"])
+def test_run_with_null_io_and_a_log_file(ctr: Ctr, tmp_path: Path, runtime: str) -> None:
+    flags = ("--rm", "--runtime", runtime)
+    result = ctr.run("quiet", "sh", "-c", "echo unseen; exit 2", flags=(*flags, "--null-io"))
+    assert (result.returncode, result.stdout) == (2, ""), result.stderr
+    log = tmp_path / "container.log"
+    script = "echo to the log; echo err >&2"
+    result = ctr.run("logged", "sh", "-c", script, flags=(*flags, "--log-uri", f"file://{log}"))
+    assert (result.returncode, result.stdout) == (0, ""), result.stderr
+    assert sorted(log.read_text().splitlines()) == ["err", "to the log"]
