@@ -291,3 +291,27 @@ def test_run_with_null_io_and_a_log_file(ctr: Ctr, tmp_path: Path, runtime: str)
     result = ctr.run("logged", "sh", "-c", script, flags=(*flags, "--log-uri", f"file://{log}"))
     assert (result.returncode, result.stdout) == (0, ""), result.stderr
     assert sorted(log.read_text().splitlines()) == ["err", "to the log"]
+
+
+def test_run_with_ctrs_spec_options(ctr: Ctr, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "note").write_text("from the host\n")
+    script = (
+        "echo $GREETING; pwd; cat /data/note; "
+        "touch /rootfs-write 2>/dev/null && echo writable || echo read-only; "
+        "cat /proc/net/dev | grep -c ':'"
+    )
+    result = ctr.run(
+        "opts", "sh", "-c", script,
+        flags=(
+            "--rm", "--env", "GREETING=hello", "--cwd", "/tmp",
+            "--mount", f"type=bind,src={shared},dst=/data,options=rbind:ro",
+            "--read-only", "--net-host",
+        ),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:4] == ["hello", "/tmp", "from the host", "read-only"]
+    host_interfaces = sum(":" in line for line in Path("/proc/net/dev").read_text().splitlines())
+    assert int(lines[4]) == host_interfaces  # the host's network namespace
