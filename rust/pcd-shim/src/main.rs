@@ -21,7 +21,7 @@ mod stdio;
 
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
-use std::io::{self, IsTerminal, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsFd, IntoRawFd};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -144,11 +144,9 @@ fn validate(flags: &Flags) -> Result<(), String> {
 fn cmd_start(flags: &Flags) -> Result<(), String> {
     validate(flags)?;
     let bundle = std::env::current_dir().map_err(|e| format!("bundle: {e}"))?;
-    // containerd passes the runtime options on stdin; they matter only to Create.
-    if !io::stdin().is_terminal() {
-        let mut opts = Vec::new();
-        let _ = io::stdin().read_to_end(&mut opts);
-    }
+    // containerd writes the runtime options on stdin: they matter only to Create (which carries
+    // them again), and the write of a few bytes into the pipe completes unread, so stdin is left
+    // alone: reading it could block forever when a caller leaves an open stdin attached.
     let address = socket_address(&flags.address, &flags.namespace, &flags.id);
     let path = PathBuf::from(socket_path(&address));
     if let Some(dir) = path.parent() {

@@ -344,7 +344,7 @@ fn runs_a_process_and_records_its_exit_before_reporting_it() {
 }
 
 #[test]
-fn exec_pids_kill_and_a_running_task_refuses_delete() {
+fn exec_pids_update_stats_pause_kill_and_a_running_task_refuses_delete() {
     let shim = Shim::start("execs", &["/bin/busybox", "sleep", "1000"], None);
     let pid = shim.create(None).unwrap().pid;
     shim.start_task("");
