@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -123,6 +124,43 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             if fields and fields[0] == cid:
                 return int(fields[1]), fields[2]
         return None
+
+
+class EventStream:
+    """``ctr events`` running in the background, its lines collected; ready once it shows a
+    probe namespace created after it started."""
+
+    def __init__(self, cd: Containerd) -> None:
+        self.cd = cd
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            ["ctr", "-a", cd.address, "events"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        for n in range(200):
+            probe = f"probe-{os.getpid()}-{n}"
+            cd.ctr("namespaces", "create", probe)
+            cd.ctr("namespaces", "remove", probe)
+            deadline = time.monotonic() + 0.5
+            while time.monotonic() < deadline:
+                if any(probe in ln for ln in list(self.lines)):
+                    return
+                time.sleep(0.02)
+        raise AssertionError("ctr events never showed its probe")
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            self.lines.append(raw.decode())
+
+    def stop(self) -> list[str]:
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(timeout=30)
+        self.reader.join(timeout=30)
+        return self.lines
 
 
 def shim_pids(cid: str, address: str) -> list[int]:
@@ -297,31 +335,20 @@ def test_detached_task_commands(containerd: Containerd) -> None:
 
 
 def test_events_in_order(containerd: Containerd) -> None:
-    events = subprocess.Popen(
-        ["ctr", "-a", containerd.address, "events"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
+    events = EventStream(containerd)
     try:
-        time.sleep(0.5)  # let the subscription begin
         containerd.run("evt", "true", flags=("--rm",))
         assert_clean(containerd, "evt")
     finally:
-        events.send_signal(signal.SIGINT)
-        out, _ = events.communicate(timeout=30)
-    topics = [ln.split()[5] for ln in out.decode().splitlines() if " evt" in ln or '"evt"' in ln]
+        lines = events.stop()
+    topics = [ln.split()[5] for ln in lines if '"evt"' in ln]
     task_topics = [t for t in topics if t.startswith("/tasks/")]
     assert task_topics == ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"]
 
 
 def test_oom_kill_is_published(containerd: Containerd) -> None:
-    events = subprocess.Popen(
-        ["ctr", "-a", containerd.address, "events"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
+    events = EventStream(containerd)
     try:
-        time.sleep(0.5)  # let the subscription begin
         hog = "a=$(busybox yes | busybox head -c 100000000); echo survived"
         r = containerd.run(
             "oom",
@@ -336,9 +363,8 @@ def test_oom_kill_is_published(containerd: Containerd) -> None:
         assert b"survived" not in r.stdout
         assert_clean(containerd, "oom")
     finally:
-        events.send_signal(signal.SIGINT)
-        out, _ = events.communicate(timeout=30)
-    topics = [ln.split()[5] for ln in out.decode().splitlines() if '"oom"' in ln]
+        lines = events.stop()
+    topics = [ln.split()[5] for ln in lines if '"oom"' in ln]
     assert "/tasks/oom" in topics
 
 
