@@ -315,3 +315,14 @@ def test_run_with_ctrs_spec_options(ctr: Ctr, tmp_path: Path) -> None:
     assert lines[:4] == ["hello", "/tmp", "from the host", "read-only"]
     host_interfaces = sum(":" in line for line in Path("/proc/net/dev").read_text().splitlines())
     assert int(lines[4]) == host_interfaces  # the host's network namespace
+
+
+@pytest.mark.parametrize("runtime", ["io.containerd.runc.v2", "/usr/bin/containerd-shim-runc-v2"])
+def test_attach_to_a_detached_task(ctr: Ctr, runtime: str) -> None:
+    script = "read x; echo got $x; exit 6"
+    result = ctr.run("attached", "sh", "-c", script, flags=("-d", "--runtime", runtime))
+    assert result.returncode == 0, result.stderr
+    attached = ctr("tasks", "attach", "attached", stdin="hey\n")
+    assert (attached.returncode, attached.stdout) == (6, "got hey\n"), attached.stderr
+    assert ctr.ok("tasks", "ls", "-q") == ""  # ctr's attach deletes the task it waited for
+    ctr.ok("containers", "delete", "attached")
