@@ -562,7 +562,7 @@ def log_file(path: str) -> Creator:
     """Output appended to the file ``path`` by the shim (containerd's ``cio.LogFile``)."""
     if not os.path.isabs(path):
         raise errdefs.InvalidArgument(f"log file {path!r}: the path must be absolute")
-    return log_uri(urllib.parse.urlunsplit(("file", "", path, "", "")))
+    return log_uri("file://" + urllib.parse.quote(path))
 
 
 def binary_io(binary: str, args: dict[str, str] | None = None) -> Creator:
@@ -571,7 +571,8 @@ def binary_io(binary: str, args: dict[str, str] | None = None) -> Creator:
     if not os.path.isabs(binary):
         raise errdefs.InvalidArgument(f"logging binary {binary!r}: the path must be absolute")
     query = urllib.parse.urlencode(sorted((args or {}).items()))
-    return log_uri(urllib.parse.urlunsplit(("binary", "", binary, query, "")))
+    uri = "binary://" + urllib.parse.quote(binary)
+    return log_uri(f"{uri}?{query}" if query else uri)
 
 
 def attach(

@@ -20,7 +20,7 @@ from pycontainerd.api.containerd.services.introspection.v1 import (
 )
 from pycontainerd.api.containerd.services.version.v1 import version_pb2_grpc
 from pycontainerd.client.connection import DEFAULT_ADDRESS, Connection
-from pycontainerd.client.containers import ContainersAPI
+from pycontainerd.client.containers import DEFAULT_RUNTIME, ContainersAPI
 from pycontainerd.client.content import ProxyContentStore
 from pycontainerd.client.diff import ProxyDiff
 from pycontainerd.client.events import EventsAPI, EventStream
@@ -46,7 +46,8 @@ from pycontainerd.snapshots import DEFAULT_SNAPSHOTTER
 from pycontainerd.unpack import UnpackResult
 
 if TYPE_CHECKING:
-    from pycontainerd.client.run import RunResult
+    from pycontainerd import cio
+    from pycontainerd.client.run import MountSpec, RunResult
 
 __all__ = ["Client", "PluginInfo", "ServerInfo", "Version"]
 
@@ -302,7 +303,26 @@ class Client:
         args: Sequence[str] | None = ...,
         *,
         detach: Literal[False] = ...,
-        **options: Any,
+        env: Mapping[str, str] | Sequence[str] | None = None,
+        cwd: str | None = None,
+        user: str | None = None,
+        mounts: Sequence[MountSpec] = (),
+        tty: bool = False,
+        stdin: cio.Input | None = None,
+        remove: bool = True,
+        name: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        memory: int | None = None,
+        cpus: float | None = None,
+        network: Literal["none", "host"] = "none",
+        read_only: bool = False,
+        stdout: cio.Output | None = None,
+        stderr: cio.Output | None = None,
+        snapshotter: str = DEFAULT_SNAPSHOTTER,
+        runtime: str = DEFAULT_RUNTIME,
+        resolver: Resolver | None = None,
+        plain_http: bool = False,
+        fifo_dir: str | None = None,
     ) -> RunResult: ...
 
     @overload
@@ -312,7 +332,26 @@ class Client:
         args: Sequence[str] | None = ...,
         *,
         detach: Literal[True],
-        **options: Any,
+        env: Mapping[str, str] | Sequence[str] | None = None,
+        cwd: str | None = None,
+        user: str | None = None,
+        mounts: Sequence[MountSpec] = (),
+        tty: bool = False,
+        stdin: cio.Input | None = None,
+        remove: bool = True,
+        name: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        memory: int | None = None,
+        cpus: float | None = None,
+        network: Literal["none", "host"] = "none",
+        read_only: bool = False,
+        stdout: cio.Output | None = None,
+        stderr: cio.Output | None = None,
+        snapshotter: str = DEFAULT_SNAPSHOTTER,
+        runtime: str = DEFAULT_RUNTIME,
+        resolver: Resolver | None = None,
+        plain_http: bool = False,
+        fifo_dir: str | None = None,
     ) -> Task: ...
 
     def run(
@@ -321,7 +360,26 @@ class Client:
         args: Sequence[str] | None = None,
         *,
         detach: bool = False,
-        **options: Any,
+        env: Mapping[str, str] | Sequence[str] | None = None,
+        cwd: str | None = None,
+        user: str | None = None,
+        mounts: Sequence[MountSpec] = (),
+        tty: bool = False,
+        stdin: cio.Input | None = None,
+        remove: bool = True,
+        name: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        memory: int | None = None,
+        cpus: float | None = None,
+        network: Literal["none", "host"] = "none",
+        read_only: bool = False,
+        stdout: cio.Output | None = None,
+        stderr: cio.Output | None = None,
+        snapshotter: str = DEFAULT_SNAPSHOTTER,
+        runtime: str = DEFAULT_RUNTIME,
+        resolver: Resolver | None = None,
+        plain_http: bool = False,
+        fifo_dir: str | None = None,
     ) -> RunResult | Task:
         """Run ``args`` (default: the image's entrypoint and command) in a new container.
 
@@ -344,7 +402,32 @@ class Client:
         """
         from pycontainerd.client.run import run
 
-        return run(self, image, args, detach=detach, **options)
+        return run(
+            self,
+            image,
+            args,
+            detach=detach,
+            env=env,
+            cwd=cwd,
+            user=user,
+            mounts=mounts,
+            tty=tty,
+            stdin=stdin,
+            remove=remove,
+            name=name,
+            labels=labels,
+            memory=memory,
+            cpus=cpus,
+            network=network,
+            read_only=read_only,
+            stdout=stdout,
+            stderr=stderr,
+            snapshotter=snapshotter,
+            runtime=runtime,
+            resolver=resolver,
+            plain_http=plain_http,
+            fifo_dir=fifo_dir,
+        )
 
     @property
     def channel(self) -> grpc.Channel:
