@@ -243,6 +243,24 @@ def test_run_rm_prints_exactly_hi(containerd: Containerd) -> None:
     assert_clean(containerd, "echo")
 
 
+def test_five_runs_at_once(containerd: Containerd) -> None:
+    run = ["ctr", "-a", containerd.address, "run", "--rm", "--runtime", RUNTIME, IMAGE]
+    procs = [
+        subprocess.Popen(
+            [*run, f"many{i}", "sh", "-c", f"echo run-{i}; exit {i}"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for i in range(5)
+    ]
+    for i, p in enumerate(procs):
+        out, err = p.communicate(timeout=120)
+        assert (p.returncode, out) == (i, f"run-{i}\n".encode()), err
+    for i in range(5):
+        assert_clean(containerd, f"many{i}")
+
+
 def test_exit_code_is_the_containers(containerd: Containerd) -> None:
     r = containerd.run("exit3", "sh", "-c", "exit 3", flags=("--rm",), check=False)
     assert r.returncode == 3, r.stderr
