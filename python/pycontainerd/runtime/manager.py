@@ -167,7 +167,7 @@ class TaskManager:
         try:
             task = await self._start_shim(namespace, id_, opts)
             try:
-                await task.create(
+                task.pid = await task.create(
                     rootfs=opts.rootfs,
                     stdin=opts.stdin,
                     stdout=opts.stdout,

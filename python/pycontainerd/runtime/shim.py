@@ -106,6 +106,8 @@ class ShimTask:
         self.log = shim_log
         #: The runtime name the task was created with (containerd's task label ``runtime``).
         self.runtime = ""
+        #: The task's pid once created here (0 for a task found on start: ask :meth:`state`).
+        self.pid = 0
 
     @property
     def id(self) -> str:

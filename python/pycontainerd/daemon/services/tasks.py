@@ -126,8 +126,7 @@ class TasksService:
                 task_options=request.options if request.HasField("options") else None,
             ),
         )
-        state = await task.state()
-        return tasks_pb2.CreateTaskResponse(container_id=container.id, pid=state.pid)
+        return tasks_pb2.CreateTaskResponse(container_id=container.id, pid=task.pid)
 
     async def Start(
         self, request: tasks_pb2.StartRequest, context: ServicerContext
