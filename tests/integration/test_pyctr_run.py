@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pty
+import re
 import select
 import subprocess
 import uuid
@@ -215,7 +216,8 @@ def test_detached_and_the_tasks_commands(cli: Cli) -> None:
     assert [line.split()[0] for line in metrics if line] == [
         line.split()[0] for line in theirs if line
     ]
-    assert metrics[0] == theirs[0]
+    assert metrics[0].split() == theirs[0].split() == ["ID", "TIMESTAMP"]
+    assert re.fullmatch(r"bg +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)? \+0000 UTC +", metrics[1])
 
     cli.ok("tasks", "pause", "bg")
     assert cli.ok("tasks", "ls").splitlines()[1].split()[2] == "PAUSED"

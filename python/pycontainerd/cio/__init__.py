@@ -23,11 +23,14 @@ and closed it, or when the IO is cancelled.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io as _io
 import os
 import select
 import stat
+import sys
 import tempfile
+import termios
 import threading
 import urllib.parse
 from collections.abc import Callable
@@ -309,6 +312,11 @@ class DirectIO(IO):
             while not self._started.wait(0.5):
                 if self._cancelled.is_set():
                     return
+            # and once the shim has read what the FIFO holds: a shim may end the process's
+            # input on CloseIO without draining the FIFO first
+            while _unread(fd) > 0:
+                if self._cancelled.wait(0.005):
+                    return
             self._release(fd)
             if self._closer is not None:
                 with contextlib.suppress(errdefs.ContainerdError):
@@ -360,6 +368,16 @@ def _open_fifo(path: str, flags: int) -> int:
         return os.open(path, flags | os.O_CLOEXEC)
     except OSError as exc:
         raise _os_error(exc, f"open fifo {path}") from None
+
+
+def _unread(fd: int) -> int:
+    """How many bytes the pipe behind ``fd`` holds (``FIONREAD``)."""
+    buf = bytearray(4)
+    try:
+        fcntl.ioctl(fd, termios.FIONREAD, buf)
+    except OSError:
+        return 0
+    return int.from_bytes(buf, sys.byteorder)
 
 
 def _drain(fd: int, write: Callable[[bytes], None] | None) -> None:
@@ -497,8 +515,6 @@ def with_streams(
 
 def with_stdio(*, terminal: bool = False, fifo_dir: str | None = None) -> Creator:
     """This process's own stdin, stdout and stderr (containerd's ``cio.WithStdio``)."""
-    import sys
-
     return with_streams(
         sys.stdin.buffer if sys.stdin is not None else None,
         sys.stdout.buffer,
