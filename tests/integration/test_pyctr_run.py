@@ -5,11 +5,14 @@ the same daemon), errors; no FIFOs, containers or snapshots left behind."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import re
 import select
+import struct
 import subprocess
+import termios
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,9 +160,21 @@ def test_run_log_uri_file(cli: Cli, tmp_path: Path) -> None:
     assert log.read_text() == "to-the-log\n"
 
 
+def _set_size(fd: int, rows: int, cols: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
 def test_run_with_a_terminal(cli: Cli) -> None:
+    """Raw mode (typed input echoed by the container's terminal, not ours), the terminal's
+    size at the start and after a SIGWINCH, the exit code."""
+    script = (
+        "busybox tty; busybox stty size; "
+        'while [ "$(busybox stty size)" = "40 100" ]; do busybox sleep 0.05; done; '
+        "busybox stty size; read x; echo got:$x; exit 7"
+    )
     pid, fd = pty.fork()
     if pid == 0:  # the child: pyctr on the terminal
+        _set_size(0, 40, 100)
         os.execvp(
             PYCTR[0],
             [
@@ -173,11 +188,11 @@ def test_run_with_a_terminal(cli: Cli) -> None:
                 "tty-run",
                 "sh",
                 "-c",
-                "busybox tty; read x; echo got:$x; exit 7",
+                script,
             ],
         )
     output = b""
-    sent = False
+    resized = sent = False
     while True:
         ready, _, _ = select.select([fd], [], [], 60)
         assert ready, output
@@ -188,14 +203,18 @@ def test_run_with_a_terminal(cli: Cli) -> None:
         if not data:
             break
         output += data
-        if not sent and b"\n" in output:
+        if not resized and b"40 100\r\n" in output:
+            _set_size(fd, 50, 120)  # the kernel sends pyctr SIGWINCH
+            resized = True
+        if not sent and b"50 120\r\n" in output:
             os.write(fd, b"typed\r")
             sent = True
     _, status = os.waitpid(pid, 0)
     os.close(fd)
     assert os.waitstatus_to_exitcode(status) == 7, output
-    assert b"got:typed" in output
-    assert output.startswith(b"/dev/pts/")
+    lines = output.split(b"\r\n")
+    assert lines[0].startswith(b"/dev/pts/"), output
+    assert lines[1:5] == [b"40 100", b"50 120", b"typed", b"got:typed"], output
     assert cli.leftovers() == ("", "", [])
 
 
