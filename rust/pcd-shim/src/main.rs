@@ -170,6 +170,9 @@ fn cmd_start(flags: &Flags) -> Result<(), String> {
     };
     let started = (|| -> Result<(), String> {
         write_address(&bundle, &address).map_err(|e| format!("write address: {e}"))?;
+        // The shim outlives its caller: it must not keep the caller's descriptors (a pipe the
+        // caller reads to its end would never end).
+        pcd_sys::fd::cloexec_from(3).map_err(|e| format!("close-on-exec: {e}"))?;
         let exe = std::env::current_exe().map_err(|e| format!("shim executable: {e}"))?;
         let mut cmd = Command::new(exe);
         cmd.arg("-namespace")
@@ -295,8 +298,16 @@ fn open_log(bundle: &Path) {
 fn serve(flags: &Flags) -> Result<(), String> {
     validate(flags)?;
     let _ = nix::unistd::setsid();
+    // Whatever was inherited beyond stdio (and the socket on stdin) stays out of runc.
+    let _ = pcd_sys::fd::cloexec_from(3);
     let bundle = std::env::current_dir().map_err(|e| format!("bundle: {e}"))?;
     let listener = nix::unistd::dup(io::stdin().as_fd()).map_err(|e| format!("listener: {e}"))?;
+    // dup(2) clears close-on-exec: runc must not inherit the shim's socket.
+    nix::fcntl::fcntl(
+        &listener,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .map_err(|e| format!("listener: {e}"))?;
     if let Ok(null) = fs::File::open("/dev/null") {
         let _ = nix::unistd::dup2_stdin(null.as_fd());
     }

@@ -309,6 +309,27 @@ fn start_prints_the_address_and_a_second_start_reuses_the_running_shim() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8(out.stdout).unwrap(), shim.address);
     let pid = shim.shim_pid();
+    // Nothing but stdio would leak into runc: every other descriptor is close-on-exec.
+    for entry in fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .unwrap()
+        .flatten()
+    {
+        let fd: u32 = entry.file_name().to_str().unwrap().parse().unwrap();
+        let Ok(info) = fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .unwrap()
+            .trim();
+        let flags = u32::from_str_radix(flags, 8).unwrap();
+        assert!(
+            fd <= 2 || flags & libc::O_CLOEXEC as u32 != 0,
+            "fd {fd} ({:?}) of the shim is inherited by children",
+            fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+        );
+    }
     shim.shutdown();
     wait_until("the shim to exit", || gone(pid));
     assert!(!Path::new(&socket).exists(), "socket left after shutdown");
