@@ -10,6 +10,7 @@ import os
 import pty
 import re
 import select
+import signal
 import struct
 import subprocess
 import termios
@@ -244,6 +245,13 @@ def test_detached_and_the_tasks_commands(cli: Cli) -> None:
     assert cli.ok("tasks", "exec", "--exec-id", "e1", "bg", "echo", "inside") == "inside\n"
     result = cli("tasks", "exec", "--exec-id", "e2", "bg", "sh", "-c", "cat; exit 4", stdin="in\n")
     assert (result.returncode, result.stdout) == (4, "in\n")
+    cli.ok("tasks", "exec", "-d", "--exec-id", "e3", "bg", "busybox", "sleep", "1000")
+    ps = cli.ok("tasks", "ps", "bg")
+    assert ps == cli.ok("tasks", "ps", "bg", tool="ctr")
+    assert "ExecID:e3" in ps
+    cli.ok("tasks", "kill", "--exec-id", "e3", "-s", "KILL", "bg")
+    cli.ok("tasks", "rm", "-f", "--exec-id", "e3", "bg")
+    assert "ExecID" not in cli.ok("tasks", "ps", "bg")
     refused = cli("tasks", "rm", "bg")
     assert refused.returncode == 1
     assert "must be stopped before deletion: running" in refused.stderr
@@ -251,6 +259,33 @@ def test_detached_and_the_tasks_commands(cli: Cli) -> None:
     cli.ok("tasks", "rm", "--force", "bg")
     assert cli.ok("tasks", "ls", "-q") == ""
     cli.ok("containers", "rm", "bg")
+    assert cli.leftovers() == ("", "", [])
+
+
+def test_run_forwards_signals(cli: Cli) -> None:
+    script = 'trap "echo got-term; exit 9" TERM; echo ready; while :; do busybox sleep 0.1; done'
+    proc = subprocess.Popen(
+        [
+            *cli.base("pyctr"),
+            "run",
+            "--rm",
+            "--fifo-dir",
+            str(cli.fifo_dir),
+            cli.ref,
+            "sig",
+            "sh",
+            "-c",
+            script,
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"ready\n"
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert (proc.returncode, out) == (9, b"got-term\n"), err
     assert cli.leftovers() == ("", "", [])
 
 
