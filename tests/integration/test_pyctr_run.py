@@ -6,6 +6,7 @@ the same daemon), errors; no FIFOs, containers or snapshots left behind."""
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import pty
 import re
@@ -238,6 +239,11 @@ def test_detached_and_the_tasks_commands(cli: Cli) -> None:
     ]
     assert metrics[0].split() == theirs[0].split() == ["ID", "TIMESTAMP"]
     assert re.fullmatch(r"bg +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)? \+0000 UTC +", metrics[1])
+
+    ours_json = json.loads(cli.ok("tasks", "metrics", "--format", "json", "bg"))
+    theirs_json = json.loads(cli.ok("tasks", "metrics", "--format", "json", "bg", tool="ctr"))
+    assert list(ours_json) == list(theirs_json)
+    assert ours_json["pids"] == theirs_json["pids"] == {"current": 1}
 
     cli.ok("tasks", "pause", "bg")
     assert cli.ok("tasks", "ls").splitlines()[1].split()[2] == "PAUSED"

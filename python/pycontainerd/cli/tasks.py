@@ -7,15 +7,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import json
 import os
 import signal
 import sys
 import termios
 import tty as ttymod
 from collections.abc import Callable, Iterator, Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
-from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from pycontainerd import cio, errdefs
@@ -353,6 +354,23 @@ def _metrics_table(m: Metrics) -> list[str]:
     return lines
 
 
+def _go_json(msg: Message) -> dict[str, Any]:
+    """A message as Go's ``encoding/json`` writes the gogo-generated struct (ctr's
+    ``--format json``): the fields that are set, in field order, numbers as numbers."""
+    out: dict[str, Any] = {}
+    for field, value in msg.ListFields():
+        if field.type == FieldDescriptor.TYPE_MESSAGE:
+            if field.is_repeated:
+                out[field.name] = [_go_json(v) for v in value]
+            else:
+                out[field.name] = _go_json(value)
+        elif field.is_repeated:
+            out[field.name] = list(value)
+        else:
+            out[field.name] = value
+    return out
+
+
 def _metrics(args: argparse.Namespace) -> int:
     container_id = _container_id(args)
     if args.format not in ("table", "json"):
@@ -360,8 +378,7 @@ def _metrics(args: argparse.Namespace) -> int:
     with client_from(args) as client:
         m = client.tasks.get(container_id).metrics()
     if args.format == "json":
-        data: Message = m.data
-        print(json_format.MessageToJson(data, indent=2, preserving_proto_field_name=True))
+        print(json.dumps(_go_json(m.data), indent=2))
         return 0
     go_tabwriter(_metrics_table(m), minwidth=1, padding=4, out=sys.stdout)
     return 0
