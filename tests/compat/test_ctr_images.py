@@ -117,20 +117,24 @@ def contents(address: str, namespace: str = "default") -> dict[str, Info]:
     return out
 
 
-def test_ctr_content_fetch_matches_our_pull(daemon: Daemon, image: tuple[str, TestImage]) -> None:
+@pytest.mark.parametrize("command", ["content fetch", "images pull"])
+def test_ctr_pull_matches_ours(daemon: Daemon, image: tuple[str, TestImage], command: str) -> None:
     ref, img = image
-    daemon.ctr("content", "fetch", "--plain-http", ref, namespace="ctr")
+    daemon.ctr(*command.split(), "--plain-http", ref, namespace="ctr")
     listed = rows(daemon.ctr("content", "ls", namespace="ctr").stdout)
     assert listed[0] == ["DIGEST", "SIZE", "AGE", "LABELS"]
     want = {img.root.digest, *(b.digest for b in img.host.blobs)}
     assert {r[0] for r in listed[1:]} == want
 
-    daemon.pyctr("images", "pull", "--plain-http", ref, namespace="ours")
+    daemon.pyctr(*command.split(), "--plain-http", ref, namespace="ours")
     theirs, ours = contents(daemon.address, "ctr"), contents(daemon.address, "ours")
     assert set(ours) == want
-    # The same labels whoever pulled: sources and references for the collector.
+    # The same labels whoever pulled: sources and references for the collector, and after
+    # an unpack the layers' uncompressed digests and the config's snapshot reference.
     for dgst in want:
         assert dict(ours[dgst].labels) == dict(theirs[dgst].labels), dgst
+    unpacked = any("containerd.io/uncompressed" in ours[d].labels for d in want)
+    assert unpacked == (command == "images pull")
     assert rows(daemon.ctr("images", "ls", "-q", namespace="ctr").stdout) == [[ref]]
 
 
@@ -164,7 +168,7 @@ def test_export_import_with_ctr_both_ways(daemon: Daemon, image: tuple[str, Test
     # The same files with the same bytes.
     assert read_tar(theirs.read_bytes()) == read_tar(ours.read_bytes())
 
-    daemon.ctr("images", "import", "--no-unpack", str(ours), namespace="by-ctr")
+    daemon.ctr("images", "import", str(ours), namespace="by-ctr")
     daemon.pyctr("images", "import", str(theirs), namespace="by-us")
     want = {img.root.digest, *(b.digest for b in img.host.blobs)}
     for ns in ("by-ctr", "by-us"):
@@ -181,7 +185,7 @@ def test_docker_archive_imports_as_ctr_imports_it(daemon: Daemon) -> None:
     archive = daemon.base / "docker.tar"
     archive.write_bytes(docker_save_tar(img.host, ["example.com/saved:1", "saved:2"]))
     daemon.ctr("images", "import", "--no-unpack", str(archive), namespace="ctr")
-    daemon.pyctr("images", "import", str(archive), namespace="ours")
+    daemon.pyctr("images", "import", "--no-unpack", str(archive), namespace="ours")
     theirs = rows(daemon.ctr("images", "ls", namespace="ctr").stdout)
     ours = rows(daemon.ctr("images", "ls", namespace="ours").stdout)
     assert theirs == ours  # the generated manifests have containerd's digests

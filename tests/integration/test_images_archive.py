@@ -68,7 +68,9 @@ def test_export_import_round_trip(
         *(f"blobs/sha256/{b.digest[7:]}" for b in [img.root, *img.host.blobs]),
     }
 
-    assert daemon.pyctr("images", "import", str(out), namespace="copy").stdout == ""
+    printed = daemon.pyctr("images", "import", str(out), namespace="copy").stdout
+    assert printed.startswith(f"unpacking {ref} (sha256:")
+    assert printed.endswith("...done\n")
     with Client(daemon.address, namespace="copy") as c:
         [record] = c.images.list()
         assert record.name == ref

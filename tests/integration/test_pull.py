@@ -151,7 +151,10 @@ def test_pyctr_pull(daemon: Daemon, registry: Registry, multi: TestImage) -> Non
     assert multi.index is not None
     for b in [multi.index, *me.blobs]:
         assert any(line.startswith(f"{make_ref_key(b.descriptor())}: done") for line in lines)
-    assert lines[-1].startswith("elapsed: ")
+    # ctr's ending: the progress' last line, then the unpack and its time
+    assert lines[-3].startswith("elapsed: ")
+    assert lines[-2].startswith("unpacking linux/")
+    assert lines[-1].startswith("done: ")
     assert "\x1b" not in out
 
     again = daemon.pyctr("images", "pull", "--plain-http", ref).stdout
