@@ -175,7 +175,7 @@ def test_detached_task_calls(env: Env) -> None:
     c = env.client
     task = c.run(
         env.ref,
-        ["busybox", "sleep", "1000"],
+        ["sh", "-c", "echo started; busybox sleep 1000"],
         detach=True,
         name="bg",
         plain_http=True,
@@ -211,6 +211,7 @@ def test_detached_task_calls(env: Env) -> None:
     with pytest.raises(errdefs.NotFound):
         task.kill("SIGTERM")  # the process is gone
     assert task.delete().code == 137
+    assert (task.io.stdout_data, task.io.stderr_data) == (b"started\n", b"")
     assert env.leftovers() == ([], [], [])  # remove: the container went with the task
 
 

@@ -202,6 +202,7 @@ class DirectIO(IO):
         remove: bool = True,
     ) -> None:
         super().__init__(fifos.config, fifos if remove else None)
+        self._sinks = (stdout, stderr)
         self._cancel_r, self._cancel_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._started = threading.Event()
         self._cancelled = threading.Event()
@@ -230,6 +231,18 @@ class DirectIO(IO):
         except BaseException:
             self.close()
             raise
+
+    @property
+    def stdout_data(self) -> bytes | None:
+        """What stdout wrote, when it went to an ``io.BytesIO``."""
+        sink = self._sinks[0]
+        return sink.getvalue() if isinstance(sink, _io.BytesIO) else None
+
+    @property
+    def stderr_data(self) -> bytes | None:
+        """What stderr wrote, when it went to an ``io.BytesIO``."""
+        sink = self._sinks[1]
+        return sink.getvalue() if isinstance(sink, _io.BytesIO) else None
 
     def set_stdin_closer(self, closer: Callable[[], None]) -> None:
         self._closer = closer
@@ -345,17 +358,8 @@ class DirectIO(IO):
 
 class _CaptureIO(DirectIO):
     def __init__(self, fifos: FIFOSet, stdin: Input | None) -> None:
-        self._out = _io.BytesIO()
-        self._err = _io.BytesIO()
-        super().__init__(fifos, stdin, self._out, None if fifos.config.terminal else self._err)
-
-    @property
-    def stdout_data(self) -> bytes | None:
-        return self._out.getvalue()
-
-    @property
-    def stderr_data(self) -> bytes | None:
-        return self._err.getvalue()
+        err = None if fifos.config.terminal else _io.BytesIO()
+        super().__init__(fifos, stdin, _io.BytesIO(), err)
 
 
 def _open_fifo(path: str, flags: int) -> int:

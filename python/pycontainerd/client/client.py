@@ -398,7 +398,7 @@ class Client:
         :class:`~pycontainerd.client.run.RunResult` (exit status, captured stdout and
         stderr); the task is deleted. With ``detach``, returns the started
         :class:`~pycontainerd.client.tasks.Task`: ``wait()``, then ``delete()``; captured
-        output is in ``task.io``'s streams only when given ones.
+        output is ``task.io.stdout_data`` and ``task.io.stderr_data``.
         """
         from pycontainerd.client.run import run
 
