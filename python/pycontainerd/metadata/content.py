@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-from pathlib import Path
 import secrets
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Final
 
