@@ -195,19 +195,24 @@ def run_process(
     """Start ``process`` and, unless ``detach``, wait for it with the terminal or signal
     handling, delete it and call ``after``; the exit code (0 when detached)."""
     exited = process.wait_future()
-    try:
-        process.start()
-    except BaseException:
-        if not detach:
-            with contextlib.suppress(errdefs.ContainerdError):
-                process.delete(force=True)
-            if after is not None:
-                after()
-        raise
     if detach:
+        try:
+            process.start()
+        except BaseException:
+            process.io.close()
+            raise
         return 0
-    with _console(process) if terminal else _forward_signals(process):
-        status = exited.result()
+    # the terminal and the signals are handled from before the start: nothing is missed
+    try:
+        with _console(process) if terminal else _forward_signals(process):
+            process.start()
+            status = exited.result()
+    except BaseException:
+        with contextlib.suppress(errdefs.ContainerdError):
+            process.delete(force=True)
+        if after is not None:
+            after()
+        raise
     process.delete()
     if after is not None:
         after()
