@@ -288,6 +288,33 @@ def test_log_uri_file(containerd: Containerd, tmp_path: Path) -> None:
     assert_clean(containerd, "logfile")
 
 
+LOGGER = """#!/bin/sh
+# containerd's logging binary protocol: stdout on fd 3, stderr on fd 4, ready when fd 5 closes.
+echo "$CONTAINER_NAMESPACE/$CONTAINER_ID" >"$2/env"
+{ cat <&3 >"$2/stdout.tmp" && mv "$2/stdout.tmp" "$2/stdout"; } 5>&- &
+{ cat <&4 >"$2/stderr.tmp" && mv "$2/stderr.tmp" "$2/stderr"; } 5>&- &
+exec 5>&-
+wait
+"""
+
+
+def test_log_uri_binary(containerd: Containerd, tmp_path: Path) -> None:
+    logger = tmp_path / "logger.sh"
+    logger.write_text(LOGGER)
+    logger.chmod(0o755)
+    uri = f"binary://{logger}?dir={tmp_path}"
+    r = containerd.run(
+        "logbin", "sh", "-c", "echo out; echo err >&2", flags=("--rm", "--log-uri", uri)
+    )
+    assert r.stdout == b""
+    wait_until("the logger's stderr", (tmp_path / "stderr").exists)
+    wait_until("the logger's stdout", (tmp_path / "stdout").exists)
+    assert (tmp_path / "stdout").read_bytes() == b"out\n"
+    assert (tmp_path / "stderr").read_bytes() == b"err\n"
+    assert (tmp_path / "env").read_text() == f"{NAMESPACE}/logbin\n"
+    assert_clean(containerd, "logbin")
+
+
 def test_null_io(containerd: Containerd) -> None:
     r = containerd.run(
         "nullio", "sh", "-c", "echo out; exit 4", flags=("--rm", "--null-io"), check=False

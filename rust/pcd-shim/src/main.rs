@@ -382,8 +382,41 @@ fn serve(flags: &Flags) -> Result<(), String> {
     std::process::exit(0);
 }
 
+/// The logging binary's trampoline: the process's stdout, stderr and the ready pipe arrive as
+/// descriptors 0, 1 and 2; they move to 3, 4 and 5 (the lowest free numbers: nothing else is
+/// open), stdio becomes /dev/null, and the binary replaces this process.
+fn exec_binary_logger(args: &[String]) -> ExitCode {
+    use nix::fcntl::{fcntl, FcntlArg};
+    use std::os::unix::process::CommandExt;
+    let Some(binary) = args.first() else {
+        return ExitCode::from(2);
+    };
+    let moved = [
+        fcntl(io::stdin().as_fd(), FcntlArg::F_DUPFD(3)),
+        fcntl(io::stdout().as_fd(), FcntlArg::F_DUPFD(4)),
+        fcntl(io::stderr().as_fd(), FcntlArg::F_DUPFD(5)),
+    ];
+    if moved.iter().zip(3..).any(|(got, want)| *got != Ok(want)) {
+        return ExitCode::from(126);
+    }
+    if let Ok(null) = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        let _ = nix::unistd::dup2_stdin(null.as_fd());
+        let _ = nix::unistd::dup2_stdout(null.as_fd());
+        let _ = nix::unistd::dup2_stderr(null.as_fd());
+    }
+    let _ = Command::new(binary).args(&args[1..]).exec();
+    ExitCode::from(127)
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(stdio::LOGGER_ACTION) {
+        return exec_binary_logger(&args[1..]);
+    }
     let flags = match parse_flags(&args) {
         Ok(f) => f,
         Err(e) => {

@@ -55,6 +55,15 @@ impl Reaper {
         Ok(child)
     }
 
+    /// Spawns `cmd` whose exit nobody waits for (a logging binary): the reaper still reaps it.
+    pub fn spawn_unwatched(&self, cmd: &mut Command) -> io::Result<Child> {
+        let mut st = self.lock();
+        let child = cmd.spawn()?;
+        st.spawned += 1;
+        self.cond.notify_all();
+        Ok(child)
+    }
+
     /// Blocks until the command `pid` (from [`Reaper::spawn`]) exits; returns its exit status.
     pub fn wait(&self, pid: u32) -> u32 {
         let mut st = self.lock();

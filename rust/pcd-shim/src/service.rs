@@ -291,6 +291,22 @@ impl Service {
             let master = console.receive().map_err(|e| e.to_string())?;
             stdio::start_console(master, paths).map_err(|e| e.to_string())
         } else {
+            if paths.stdout.starts_with("binary://") {
+                let (out, err) =
+                    stdio::binary_logger(&paths.stdout, &self.id, &self.namespace, &self.reaper)
+                        .map_err(|e| e.to_string())?;
+                let only_stdin = Paths {
+                    stdout: String::new(),
+                    stderr: String::new(),
+                    ..paths.clone()
+                };
+                let (mut child, pipes) =
+                    stdio::pipes(&only_stdin, uid, gid).map_err(|e| e.to_string())?;
+                child.stdout = std::process::Stdio::from(out);
+                child.stderr = std::process::Stdio::from(err);
+                runc.run_with_stdio(&self.reaper, args, child)?;
+                return pipes.start().map_err(|e| e.to_string());
+            }
             let (child, pipes) = stdio::pipes(paths, uid, gid).map_err(|e| e.to_string())?;
             runc.run_with_stdio(&self.reaper, args, child)?;
             pipes.start().map_err(|e| e.to_string())

@@ -51,8 +51,12 @@ impl ProcessIo {
     }
 }
 
+/// The hidden action of the shim executable that starts a logging binary (see [`binary_logger`]).
+pub const LOGGER_ACTION: &str = "__pcd_binary_logger";
+
 /// Resolves the stdout URI as containerd's runc shim does: a plain path or `fifo://` is a FIFO;
-/// `file:///PATH` sends stdout and stderr to that file (created, appended to).
+/// `file:///PATH` sends stdout and stderr to that file (created, appended to); `binary:///PATH`
+/// is kept for [`binary_logger`].
 pub fn resolve(paths: &Paths) -> io::Result<Paths> {
     let mut out = paths.clone();
     let Some((scheme, rest)) = paths.stdout.split_once("://") else {
@@ -79,6 +83,20 @@ pub fn resolve(paths: &Paths) -> io::Result<Paths> {
             OpenOptions::new().append(true).create(true).open(path)?;
             out.stdout = path.to_string();
             out.stderr = path.to_string();
+        }
+        "binary" => {
+            if !rest.starts_with('/') {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("log uri {}: path must be absolute", paths.stdout),
+                ));
+            }
+            if paths.terminal {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "a binary log uri needs a process without a terminal",
+                ));
+            }
         }
         other => {
             return Err(io::Error::new(
@@ -314,4 +332,147 @@ pub fn start_console(master: File, paths: &Paths) -> io::Result<ProcessIo> {
         stdin,
         console: Some(master),
     })
+}
+
+/// `%XX` escapes decoded; in a query (`plus_is_space`), `+` is a space, as Go's url package reads.
+fn percent_decode(s: &str, plus_is_space: bool) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+            (b'+', _) if plus_is_space => out.push(b' '),
+            (b, _) => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The logging binary's path and arguments from `binary:///PATH?k=v&...`: each query pair
+/// becomes two arguments, `k` and `v`, as containerd passes them.
+pub fn binary_command(uri: &str) -> Option<(String, Vec<String>)> {
+    let rest = uri.strip_prefix("binary://")?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let mut args = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        args.push(percent_decode(k, true));
+        args.push(percent_decode(v, true));
+    }
+    Some((percent_decode(path, false), args))
+}
+
+/// Starts containerd's logging binary protocol for one process: the binary gets the process's
+/// stdout on fd 3, its stderr on fd 4 and a pipe on fd 5 that it closes (or writes to) once
+/// ready, with `CONTAINER_ID` and `CONTAINER_NAMESPACE` as its environment. Returns the write
+/// ends for the process's stdout and stderr, after the binary said it is ready.
+pub fn binary_logger(
+    uri: &str,
+    id: &str,
+    namespace: &str,
+    reaper: &crate::reaper::Reaper,
+) -> io::Result<(OwnedFd, OwnedFd)> {
+    let (path, args) = binary_command(uri)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("log uri {uri}")))?;
+    let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC)?;
+    let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC)?;
+    let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC)?;
+    // The shim re-executes itself to place the three descriptors at 3, 4 and 5 (see
+    // `exec_binary_logger`), then that becomes the logging binary.
+    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    cmd.arg(LOGGER_ACTION)
+        .arg(&path)
+        .args(&args)
+        .env_clear()
+        .env("CONTAINER_ID", id)
+        .env("CONTAINER_NAMESPACE", namespace)
+        .stdin(Stdio::from(out_r))
+        .stdout(Stdio::from(err_r))
+        .stderr(Stdio::from(ready_w));
+    reaper
+        .spawn_unwatched(&mut cmd)
+        .map_err(|e| io::Error::new(e.kind(), format!("start logging binary {path}: {e}")))?;
+    drop(cmd);
+    let mut ready = File::from(ready_r);
+    let mut byte = [0u8; 1];
+    let _ = ready.read(&mut byte);
+    Ok((out_w, err_w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_uris_become_a_command_line_as_containerd_builds_it() {
+        let (path, args) =
+            binary_command("binary:///usr/bin/log%20ger?dir=%2Ftmp%2Fx&flag&a+b=c").unwrap();
+        assert_eq!(path, "/usr/bin/log ger");
+        assert_eq!(args, ["dir", "/tmp/x", "flag", "", "a b", "c"]);
+        assert_eq!(
+            binary_command("binary:///bin/l").unwrap(),
+            ("/bin/l".to_string(), vec![])
+        );
+        assert!(binary_command("file:///x").is_none());
+    }
+
+    #[test]
+    fn stdout_uris_resolve_by_scheme() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("a/b/out.log");
+        let p = Paths {
+            stdout: format!("file://{}", log.display()),
+            stderr: "x".into(),
+            ..Paths::default()
+        };
+        let r = resolve(&p).unwrap();
+        assert_eq!(
+            (r.stdout.as_str(), r.stderr.as_str()),
+            (log.to_str().unwrap(), log.to_str().unwrap())
+        );
+        assert!(log.exists());
+        let p = Paths {
+            stdout: "fifo:///run/f/1-stdout".into(),
+            stderr: "fifo:///run/f/1-stderr".into(),
+            ..Paths::default()
+        };
+        let r = resolve(&p).unwrap();
+        assert_eq!(
+            (r.stdout.as_str(), r.stderr.as_str()),
+            ("/run/f/1-stdout", "/run/f/1-stderr")
+        );
+        let p = Paths {
+            stdout: "/run/f/plain".into(),
+            ..Paths::default()
+        };
+        assert_eq!(resolve(&p).unwrap().stdout, "/run/f/plain");
+        let p = Paths {
+            stdout: "binary:///bin/logger".into(),
+            ..Paths::default()
+        };
+        assert_eq!(resolve(&p).unwrap().stdout, "binary:///bin/logger");
+        let p = Paths {
+            stdout: "tcp://host:1".into(),
+            ..Paths::default()
+        };
+        assert!(resolve(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown STDIO scheme tcp"));
+        let p = Paths {
+            stdout: "file://relative".into(),
+            ..Paths::default()
+        };
+        assert!(resolve(&p).unwrap_err().to_string().contains("absolute"));
+    }
 }
