@@ -13,6 +13,9 @@ __all__ = [
     "apply_layer",
     "build_info",
     "mount_all",
+    "netns_create",
+    "netns_is_pinned",
+    "netns_remove",
     "unmount",
     "unmount_all",
     "write_diff",
@@ -51,6 +54,23 @@ def mount_all(mounts: Sequence[tuple[str, str, str, Sequence[str]]], target: str
     (source, layer or target missing), ``InvalidArgument`` (options the kernel or containerd
     refuse, ``loop``, options past a page), ``Unknown`` (other errno); messages name the
     type, source, target and errno.
+    """
+
+def netns_create(path: str | os.PathLike[str]) -> None:
+    """Create a network namespace pinned by a bind mount at ``path`` (a new file), as
+    ``ip netns add`` does; the calling thread's namespaces are untouched (crate ``pcd-sys``).
+
+    Errors: ``AlreadyExists`` (``path`` exists), ``NotFound`` (no parent directory),
+    ``Unknown`` (the system call, errno in the message). On failure nothing is left at ``path``.
+    """
+
+def netns_is_pinned(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` holds a pinned network namespace (an ``nsfs`` bind mount)."""
+
+def netns_remove(path: str | os.PathLike[str]) -> None:
+    """Release the namespace pinned at ``path`` (a lazy unmount) and remove the file.
+
+    Idempotent: a missing or unmounted path is no error.
     """
 
 def unmount(target: str, flags: int = 0) -> None:

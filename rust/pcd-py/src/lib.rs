@@ -8,6 +8,7 @@ mod archive;
 mod diff;
 mod errors;
 mod mount;
+mod netns;
 mod rpc;
 
 /// The version of the native module, which is the version of the project.
@@ -28,6 +29,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     archive::register(m)?;
     diff::register(m)?;
     mount::register(m)?;
+    netns::register(m)?;
     rpc::register(m)?;
     Ok(())
 }
