@@ -379,6 +379,17 @@ def test_detached_task_commands(containerd: Containerd) -> None:
     assert_clean(containerd, cid)
 
 
+def test_attach_reads_a_detached_tasks_output(containerd: Containerd) -> None:
+    script = "read line; echo got-$line; busybox sleep 1; echo late"
+    containerd.run("attached", "sh", "-c", script, flags=("-d",))
+    r = containerd.ctr("tasks", "attach", "attached", input=b"ping\n")
+    assert r.stdout == b"got-ping\nlate\n"
+    # ctr tasks attach deletes the task once it exits.
+    assert containerd.task("attached") is None
+    containerd.ctr("containers", "rm", "attached")
+    assert_clean(containerd, "attached")
+
+
 def test_events_in_order(containerd: Containerd) -> None:
     events = EventStream(containerd)
     try:
