@@ -1,9 +1,10 @@
 """containerd 1.6 itself runs containers through our shim: Debian's ``containerd`` on a private
 root, state and socket resolves the runtime ``io.containerd.pycontainerd.v2`` to
 ``containerd-shim-pycontainerd-v2`` on PATH, and ``ctr`` drives it end to end: output, exit
-codes, stdin, a terminal, ``run -d`` with the ``tasks`` commands, events in order, a daemon
-killed and restarted while containers run (and one exits meanwhile), runc's error on a bad
-create, and nothing left behind (no shim, mount, bundle or socket). The idle shim's RSS is
+codes, stdin, a terminal, ``--log-uri file://`` and ``binary://``, ``--null-io``, five runs at
+once, ``run -d`` with the ``tasks`` commands and ``attach``, events in order, an OOM kill, a
+daemon killed and restarted while containers run (and one exits meanwhile), runc's error on a
+bad create, and nothing left behind (no shim, mount, bundle or socket). The idle shim's RSS is
 printed."""
 
 from __future__ import annotations
