@@ -20,6 +20,7 @@ from pycontainerd.daemon.services import (
 )
 from pycontainerd.gc import scheduler as gc_scheduler
 from pycontainerd.metadata import plugin as metadata
+from pycontainerd.network import manager as network_manager
 from pycontainerd.plugin import Registration
 from pycontainerd.runtime import manager as runtime_manager
 from pycontainerd.snapshots import plugin as snapshots_plugin
@@ -47,6 +48,7 @@ REGISTRATIONS: tuple[Registration, ...] = (
     events.registration,
     ttrpc_server.registration,
     runtime_manager.registration,
+    network_manager.registration,
     tasks.registration,
     introspection.registration,
     health.registration,

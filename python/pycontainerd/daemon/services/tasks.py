@@ -27,6 +27,7 @@ from pycontainerd.daemon.rpc import RPCServer, ServicerContext
 from pycontainerd.daemon.services.base import namespace_of
 from pycontainerd.metadata import DB, ContainerStore, SnapshotStore
 from pycontainerd.mount import Mount
+from pycontainerd.network.manager import NetworkManager
 from pycontainerd.plugin import InitContext, Registration, Type
 from pycontainerd.runtime import CreateOpts, Exit, ShimTask, TaskManager
 from pycontainerd.snapshots import Snapshotter
@@ -73,11 +74,16 @@ class TasksService:
     """Tasks over the container store, the snapshots and the runtime."""
 
     def __init__(
-        self, containers: ContainerStore, snapshots: SnapshotStore, runtime: TaskManager
+        self,
+        containers: ContainerStore,
+        snapshots: SnapshotStore,
+        runtime: TaskManager,
+        network: NetworkManager | None = None,
     ) -> None:
         self._containers = containers
         self._snapshots = snapshots
         self._runtime = runtime
+        self._network = network
 
     def register(self, server: RPCServer) -> None:
         server.add_service(tasks_pb2.DESCRIPTOR.services_by_name["Tasks"], self)
@@ -111,11 +117,30 @@ class TasksService:
             Mount(type=m.type, source=m.source, target=m.target, options=tuple(m.options))
             for m in request.rootfs
         ] or await self._rootfs(ns, container)
-        task = await self._runtime.create(
+        spec = container.spec.value
+        if self._network is not None:  # the network its labels ask for (pycontainerd.network)
+            spec = await self._network.attach(ns, container)
+        try:
+            task = await self._create(ns, container, request, rootfs, spec)
+        except BaseException:
+            if self._network is not None:
+                await self._network.detach(ns, container.id)
+            raise
+        return tasks_pb2.CreateTaskResponse(container_id=container.id, pid=task.pid)
+
+    async def _create(
+        self,
+        ns: str,
+        container: Container,
+        request: tasks_pb2.CreateTaskRequest,
+        rootfs: list[Mount],
+        spec: bytes,
+    ) -> ShimTask:
+        return await self._runtime.create(
             ns,
             container.id,
             CreateOpts(
-                spec=container.spec.value,
+                spec=spec,
                 runtime=request.runtime_path or container.runtime.name,
                 rootfs=rootfs,
                 stdin=request.stdin,
@@ -126,7 +151,6 @@ class TasksService:
                 task_options=request.options if request.HasField("options") else None,
             ),
         )
-        return tasks_pb2.CreateTaskResponse(container_id=container.id, pid=task.pid)
 
     async def Start(
         self, request: tasks_pb2.StartRequest, context: ServicerContext
@@ -139,7 +163,14 @@ class TasksService:
         self, request: tasks_pb2.DeleteTaskRequest, context: ServicerContext
     ) -> tasks_pb2.DeleteResponse:
         ns, container = await self._container(context, request.container_id)
-        exit_ = await self._runtime.delete(ns, container.id)
+        try:
+            exit_ = await self._runtime.delete(ns, container.id)
+        except (errdefs.NotFound, errdefs.Unavailable):  # no task or no shim: detach all the same
+            if self._network is not None:
+                await self._network.detach(ns, container.id)
+            raise
+        if self._network is not None:
+            await self._network.detach(ns, container.id)
         return _delete_response(exit_)
 
     async def DeleteProcess(
@@ -318,12 +349,25 @@ def _init(ic: InitContext) -> TasksService:
     assert isinstance(db, DB)
     runtime = ic.get(Type.RUNTIME_V2, "task")
     assert isinstance(runtime, TaskManager)
-    return TasksService(ContainerStore(db), _snapshot_store(ic, db), runtime)
+    network: NetworkManager | None = None
+    try:
+        found = ic.get(Type.INTERNAL, "network")
+        network = found if isinstance(found, NetworkManager) else None
+    except errdefs.NotFound:  # no CNI on this host: containers asking for a network fail
+        log.warning("no network plugin: tasks run in the network their spec gives")
+    return TasksService(ContainerStore(db), _snapshot_store(ic, db), runtime, network)
 
 
 registration = Registration(
     type=Type.GRPC,
     id="tasks",
     init=_init,
-    requires=(Type.EVENT, Type.RUNTIME_V2, Type.METADATA, Type.SNAPSHOT, Type.SERVICE),
+    requires=(
+        Type.EVENT,
+        Type.RUNTIME_V2,
+        Type.METADATA,
+        Type.SNAPSHOT,
+        Type.SERVICE,
+        Type.INTERNAL,
+    ),
 )

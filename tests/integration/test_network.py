@@ -1,0 +1,385 @@
+"""Container networking with CNI through the daemon: real plugins, veths, iptables, netns.
+
+Every test runs its own daemon whose CNI config directory is a temporary one and whose default
+``bridge`` network has a bridge and subnet of its own; traffic goes only between the host and
+the test's containers. After each test no veth, namespace file, host-local allocation or
+iptables rule of its containers remains, and its bridges are removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.protobuf import any_pb2
+
+from pycontainerd import Client, errdefs
+from pycontainerd.api.containerd.services.containers.v1 import containers_pb2, containers_pb2_grpc
+from pycontainerd.api.containerd.services.tasks.v1 import tasks_pb2, tasks_pb2_grpc
+from pycontainerd.containers import SPEC_TYPE_URL
+from pycontainerd.network import LABEL_RESULT, NetworkStore, container_labels, network_result
+from tests.fixtures.containers import Stdio, fill_busybox, oci_spec
+from tests.fixtures.daemon import Daemon, make_daemon
+
+pytestmark = pytest.mark.integration
+
+RUNTIME = "io.containerd.runc.v2"
+SNAPSHOTTER = "overlayfs"
+LAYER = "busybox-layer"
+ROOT = {"containerd.io/gc.root": "network test"}
+IPAM_DIR = Path("/var/lib/cni/networks")
+NETWORK_STATE = "io.containerd.internal.v1.network"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        return int(s.getsockname()[1])
+
+
+def iptables_rules() -> str:
+    out = []
+    for table in ("nat", "filter"):
+        out.append(
+            subprocess.run(
+                ["iptables-save", "-t", table], capture_output=True, text=True, check=True
+            ).stdout
+        )
+    return "\n".join(out)
+
+
+def links_of(bridge: str) -> list[str]:
+    """The interfaces enslaved to ``bridge``."""
+    master = Path("/sys/class/net") / bridge / "brif"
+    return sorted(p.name for p in master.iterdir()) if master.is_dir() else []
+
+
+def delete_link(name: str) -> None:
+    if Path(f"/sys/class/net/{name}").exists():
+        subprocess.run(["ip", "link", "delete", name], check=True)
+
+
+class Net:
+    """A daemon with a private CNI config and default bridge, and containers on it."""
+
+    def __init__(self, base: Path) -> None:
+        self.tag = secrets.token_hex(3)
+        self.bridge = f"pcdt{self.tag}"
+        self.subnet = f"10.{200 + secrets.randbelow(50)}.{secrets.randbelow(256)}.0/24"
+        self.conf_dir = base / "net.d"
+        self.daemon: Daemon = make_daemon(base / "d")
+        self.daemon.config.write_text(
+            "version = 2\n"
+            '[plugins."io.containerd.internal.v1.network"]\n'
+            f'  conf_dir = "{self.conf_dir}"\n'
+            f'  default_subnet = "{self.subnet}"\n'
+            f'  default_bridge = "{self.bridge}"\n'
+        )
+        self.daemon.start()
+        self.tmp = base
+        self.namespace = f"net-{uuid.uuid4().hex[:8]}"
+        self.ids: list[str] = []
+        self.bridges = [self.bridge]
+        self.networks: list[str] = ["bridge"]
+        self.ips: list[str] = []
+        self._connect()
+        sn = self.client.snapshots(SNAPSHOTTER)
+        mounts = sn.prepare(f"{LAYER}-active", "", labels=ROOT)
+        fill_busybox(Path(mounts[0].source))
+        sn.commit(LAYER, f"{LAYER}-active", labels=ROOT)
+
+    def _connect(self) -> None:
+        self.client = Client(self.daemon.address, namespace=self.namespace)
+        self.tasks = tasks_pb2_grpc.TasksStub(self.client.channel)
+        self.containers = containers_pb2_grpc.ContainersStub(self.client.channel)
+
+    def restart_after_kill(self) -> None:
+        self.client.close()
+        self.daemon.stop(signal.SIGKILL)
+        yield_ = None
+        del yield_
+
+    def start_again(self) -> None:
+        self.daemon.start()
+        self._connect()
+
+    @property
+    def store(self) -> NetworkStore:
+        return NetworkStore(self.conf_dir)
+
+    def state_dir(self) -> Path:
+        return self.daemon.state / NETWORK_STATE
+
+    def call(self, method: Any, request: Any, timeout: float | None = None) -> Any:
+        return self.client.call(method, request, timeout=timeout)
+
+    def create(
+        self, id_: str, args: list[str], labels: dict[str, str], *, start: bool = True
+    ) -> Stdio:
+        self.client.snapshots(SNAPSHOTTER).prepare(id_, LAYER, labels=ROOT)
+        spec = oci_spec(args, namespace=self.namespace, id_=id_)
+        self.call(
+            self.containers.Create,
+            containers_pb2.CreateContainerRequest(
+                container=containers_pb2.Container(
+                    id=id_,
+                    labels=labels,
+                    runtime=containers_pb2.Container.Runtime(name=RUNTIME),
+                    spec=any_pb2.Any(type_url=SPEC_TYPE_URL, value=json.dumps(spec).encode()),
+                    snapshotter=SNAPSHOTTER,
+                    snapshot_key=id_,
+                )
+            ),
+        )
+        self.ids.append(id_)
+        io = Stdio(self.tmp / "fifo", id_)
+        self.call(
+            self.tasks.Create,
+            tasks_pb2.CreateTaskRequest(
+                container_id=id_, stdout=str(io.stdout.path), stderr=str(io.stderr.path)
+            ),
+        )
+        result = self.result(id_)
+        assert result is not None
+        self.ips.extend(ip["address"].split("/")[0] for ip in result["ips"])
+        if start:
+            self.call(self.tasks.Start, tasks_pb2.StartRequest(container_id=id_))
+        return io
+
+    def labels(self, id_: str) -> dict[str, str]:
+        resp = self.call(self.containers.Get, containers_pb2.GetContainerRequest(id=id_))
+        return dict(resp.container.labels)
+
+    def result(self, id_: str) -> dict[str, Any] | None:
+        return network_result(self.labels(id_))
+
+    def wait(self, id_: str) -> int:
+        resp = self.call(
+            self.tasks.Wait, tasks_pb2.WaitRequest(container_id=id_), timeout=60
+        )
+        return int(resp.exit_status)
+
+    def kill_and_delete(self, id_: str) -> None:
+        with contextlib.suppress(errdefs.NotFound, errdefs.FailedPrecondition):
+            self.call(self.tasks.Kill, tasks_pb2.KillRequest(container_id=id_, signal=9, all=True))
+            self.wait(id_)
+        with contextlib.suppress(errdefs.NotFound):
+            self.call(self.tasks.Delete, tasks_pb2.DeleteTaskRequest(container_id=id_))
+
+    def assert_clean(self) -> None:
+        """Nothing of the test's containers is left on the host."""
+        netns = self.state_dir() / "netns"
+        assert not netns.is_dir() or not list(netns.iterdir())
+        for bridge in self.bridges:
+            assert links_of(bridge) == []
+        for network in self.networks:
+            ipam = IPAM_DIR / network
+            leftover = [p.name for p in ipam.iterdir()] if ipam.is_dir() else []
+            assert not [ip for ip in self.ips if ip in leftover], leftover
+        rules = iptables_rules()
+        for ip in self.ips:
+            assert f"{ip}/32" not in rules and f" {ip}:" not in rules, ip
+        results = self.daemon.root / NETWORK_STATE / "results"
+        assert not results.is_dir() or not list(results.iterdir())
+
+    def close(self) -> None:
+        for id_ in self.ids:
+            with contextlib.suppress(errdefs.ContainerdError):
+                self.kill_and_delete(id_)
+            with contextlib.suppress(errdefs.NotFound):
+                self.client.snapshots(SNAPSHOTTER).remove(id_)
+            with contextlib.suppress(errdefs.NotFound):
+                self.call(self.containers.Delete, containers_pb2.DeleteContainerRequest(id=id_))
+        with contextlib.suppress(errdefs.NotFound):
+            self.client.snapshots(SNAPSHOTTER).remove(LAYER)
+        self.client.namespaces.delete(self.namespace)
+        self.client.close()
+        for controller in Path("/sys/fs/cgroup").iterdir():
+            cg = controller / self.namespace
+            if cg.is_dir():
+                os.rmdir(cg)
+
+
+@pytest.fixture
+def net(tmp_path: Path) -> Iterator[Net]:
+    n = Net(tmp_path)
+    try:
+        yield n
+        n.close()
+        n.assert_clean()
+        assert n.daemon.stop() == 0, n.daemon.logs()
+    finally:
+        n.daemon.stop(signal.SIGKILL)
+        n.daemon.cleanup()
+        for name in n.networks:
+            if name != "bridge":
+                with contextlib.suppress(errdefs.ContainerdError):
+                    n.store.remove(name)
+            with contextlib.suppress(FileNotFoundError):
+                (IPAM_DIR / name / "last_reserved_ip.0").unlink()
+                (IPAM_DIR / name / "lock").unlink()
+                (IPAM_DIR / name).rmdir()
+        for bridge in n.bridges:
+            delete_link(bridge)
+
+
+def fetch(url: str) -> str:
+    """GET ``url``, retried while the server is not yet listening (bounded)."""
+    for _ in range(100):
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return str(resp.read().decode())
+        except (ConnectionError, OSError):
+            time.sleep(0.1)
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return str(resp.read().decode())
+
+
+HTTPD = "mkdir -p /www && echo hello-from-$(hostname) > /www/index.html && exec httpd -f -p 80 -h /www"
+
+
+def test_http_between_containers_and_published_port(net: Net) -> None:
+    port = free_port()
+    net.create("web", ["sh", "-c", HTTPD], container_labels("bridge", {port: 80}))
+    result = net.result("web")
+    assert result is not None
+    assert result["network"] == "bridge" and result["interface"] == "eth0"
+    assert len(result["mac"]) == 17
+    (ip,) = result["ips"]
+    web_ip = ip["address"].split("/")[0]
+    assert ip["gateway"] == net.subnet.replace(".0/24", ".1")
+    assert result["ports"] == [
+        {"hostPort": port, "containerPort": 80, "protocol": "tcp", "hostIP": ""}
+    ]
+    assert len(links_of(net.bridge)) == 1
+
+    script = (
+        f"cat /etc/hostname; grep -c client /etc/hosts; ip -o link show lo | grep -c UP; "
+        f"for i in $(seq 100); do wget -q -O - http://{web_ip}/ && exit 0; sleep 0.1; done; exit 1"
+    )
+    io = net.create("client", ["sh", "-c", script], container_labels("bridge"))
+    assert net.wait("client") == 0, io.stderr.read()
+    assert io.stdout.read() == "client\n1\n1\nhello-from-web\n"
+
+    assert fetch(f"http://127.0.0.1:{port}/") == "hello-from-web\n"
+
+    netns = net.state_dir() / "netns"
+    assert sorted(p.name for p in netns.iterdir()) == [
+        f"{net.namespace}-client",
+        f"{net.namespace}-web",
+    ]
+    for id_ in ("web", "client"):
+        net.kill_and_delete(id_)
+        assert LABEL_RESULT not in net.labels(id_)
+    net.assert_clean()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def test_daemon_killed_and_tasks_gone_meanwhile(net: Net) -> None:
+    port = free_port()
+    net.create("sleeper", ["sleep", "1000"], container_labels("bridge", {port: 80}))
+    net.create("other", ["sleep", "1000"], container_labels("bridge"))
+    assert len(links_of(net.bridge)) == 2
+    pids = {}
+    for id_ in ("sleeper", "other"):
+        resp = net.call(net.tasks.Get, tasks_pb2.GetRequest(container_id=id_))
+        pids[id_] = resp.process.pid
+    shims = [
+        int(p)
+        for p in subprocess.run(
+            ["pgrep", "-f", f"-namespace {net.namespace} "], capture_output=True, text=True
+        ).stdout.split()
+    ]
+    assert shims
+    net.client.close()
+    net.daemon.stop(signal.SIGKILL)
+    # while the daemon is down, the tasks die with their shims
+    for pid in [*pids.values(), *shims]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    net.daemon.start()
+    net._connect()
+    for id_ in ("sleeper", "other"):
+        for _ in range(300):  # the daemon detaches once it has cleaned up after the shims
+            if LABEL_RESULT not in net.labels(id_):
+                break
+            time.sleep(0.1)
+        assert LABEL_RESULT not in net.labels(id_)
+        with pytest.raises(errdefs.NotFound):
+            net.call(net.tasks.Get, tasks_pb2.GetRequest(container_id=id_))
+    net.assert_clean()
+
+
+def test_bad_conflist_is_refused_and_leaves_nothing(net: Net) -> None:
+    net.conf_dir.mkdir(exist_ok=True)
+    broken = net.conf_dir / "pycontainerd-broken.conflist"
+    broken.write_text('{"cniVersion": "1.0.0", "name": "broken", "plugins": [')
+    with pytest.raises(errdefs.InvalidArgument, match=r"pycontainerd-broken.conflist: not valid json"):
+        net.create("c1", ["true"], container_labels("broken"))
+    broken.write_text('{"cniVersion": "1.0.0", "name": "broken", "plugins": []}')
+    with pytest.raises(errdefs.InvalidArgument, match=r'"plugins" must be a non-empty array'):
+        net.create("c2", ["true"], container_labels("broken"))
+    with pytest.raises(errdefs.NotFound, match="network nowhere: not found"):
+        net.create("c3", ["true"], container_labels("nowhere"))
+    assert LABEL_RESULT not in net.labels("c1")
+    net.assert_clean()
+
+
+def test_missing_plugin_is_refused_and_leaves_nothing(net: Net) -> None:
+    net.conf_dir.mkdir(exist_ok=True)
+    conf = {
+        "cniVersion": "1.0.0",
+        "name": f"missing-{net.tag}",
+        "plugins": [{"type": "pcd-no-such-plugin"}],
+    }
+    (net.conf_dir / "missing.conflist").write_text(json.dumps(conf))
+    with pytest.raises(errdefs.NotFound, match=r"cni plugin pcd-no-such-plugin not found in /usr/lib/cni"):
+        net.create("c1", ["true"], container_labels(f"missing-{net.tag}"))
+    net.assert_clean()
+
+
+def test_exhausted_subnet_and_taken_ports(net: Net) -> None:
+    name = f"tiny-{net.tag}"
+    bridge = f"pcdu{net.tag}"
+    net.networks.append(name)
+    net.bridges.append(bridge)
+    subnet = net.subnet.replace(".0/24", ".0/30")
+    created = net.store.create(name, subnet=subnet.replace(f".{net.subnet.split('.')[1]}.", f".{int(net.subnet.split('.')[1]) + 1}."), bridge=bridge)
+    assert created.name == name
+    port = free_port()
+    net.create("first", ["sleep", "1000"], container_labels(name, {port: 80}))
+    assert len(links_of(bridge)) == 1
+    allocated = sorted(p.name for p in (IPAM_DIR / name).iterdir())
+
+    with pytest.raises(errdefs.Unavailable, match=rf"network {name}.*subnet is exhausted"):
+        net.create("second", ["sleep", "1000"], container_labels(name))
+    assert len(links_of(bridge)) == 1
+    assert sorted(p.name for p in (IPAM_DIR / name).iterdir()) == allocated
+    assert not (net.state_dir() / "netns" / f"{net.namespace}-second").exists()
+
+    with pytest.raises(errdefs.AlreadyExists, match=rf"publish port 0.0.0.0:{port}/tcp: port is already allocated to container {net.namespace}/first"):
+        net.create("third", ["sleep", "1000"], container_labels("bridge", {port: 80}))
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        with pytest.raises(errdefs.AlreadyExists, match=rf"publish port 0.0.0.0:{taken}/tcp: port is already in use on the host"):
+            net.create("fourth", ["sleep", "1000"], container_labels("bridge", {taken: 80}))
+    assert links_of(net.bridge) == []
+    with pytest.raises(errdefs.FailedPrecondition, match=rf"remove network {name}: in use by {net.namespace}/first"):
+        net.store.remove(name, in_use=lambda n: [f"{net.namespace}/first"] if n == name else [])
+    net.kill_and_delete("first")
+    net.assert_clean()
