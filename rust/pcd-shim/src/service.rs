@@ -883,6 +883,13 @@ impl Task for Service {
         self.do_pause(&r, false)
     }
 
+    fn checkpoint(&self, _ctx: &TtrpcContext, _req: api::CheckpointTaskRequest) -> TResult<Empty> {
+        Err(status(
+            Code::UNIMPLEMENTED,
+            format!("checkpoint of task {}: not supported by this shim", self.id),
+        ))
+    }
+
     fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TResult<Empty> {
         self.do_kill(&req)
     }

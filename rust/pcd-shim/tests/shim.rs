@@ -461,6 +461,10 @@ fn create_failure_returns_runcs_message_and_unmounts() {
     assert!(msg.contains("OCI runtime create failed"), "{msg}");
     assert!(msg.contains("no-such-binary"), "{msg}");
     assert!(!shim.rootfs_mounted());
+    let mut req = api::CheckpointTaskRequest::new();
+    req.id = shim.id.clone();
+    let err = shim.client.checkpoint(ctx(), &req).unwrap_err();
+    assert!(format!("{err:?}").contains("UNIMPLEMENTED"), "{err:?}");
     let shim_pid = shim.shim_pid();
     shim.shutdown();
     wait_until("the shim to exit", || gone(shim_pid));
