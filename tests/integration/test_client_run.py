@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +42,41 @@ def image_ref() -> Iterator[str]:
         yield ref
 
 
+def shims_and_mounts(namespace: str, grace: float = 10.0) -> tuple[list[int], list[str]]:
+    """Shim processes still running for ``namespace`` (each given a while to finish exiting
+    after its task's delete), and mounts under a path of the namespace."""
+    shims: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"-namespace" in args and namespace.encode() in args:
+            shims.append(int(entry.name))
+    running = []
+    for pid in shims:
+        deadline = time.monotonic() + grace
+        while True:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                break
+            if state == "Z":
+                break
+            if time.monotonic() >= deadline:
+                running.append(pid)
+                break
+            time.sleep(0.05)
+    mounts = [
+        line.split()[4]
+        for line in Path("/proc/self/mountinfo").read_text().splitlines()
+        if f"/{namespace}/" in line.split()[4]
+    ]
+    return running, mounts
+
+
 class Env:
     """A client in a namespace of its own with the image pulled; everything removed after."""
 
@@ -63,6 +99,7 @@ class Env:
         self.client.snapshots(SNAPSHOTTER).walk(
             lambda i: snapshots.append(i.name) if i.kind.name.lower() == "active" else None
         )
+        assert shims_and_mounts(self.namespace) == ([], [])
         return containers, snapshots, sorted(os.listdir(self.fifo_dir))
 
     def close(self) -> None:

@@ -15,6 +15,7 @@ import signal
 import struct
 import subprocess
 import termios
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from pycontainerd import Client
+from pycontainerd.cio import DEFAULT_FIFO_DIR
 from tests.fixtures.daemon import PYCTR, Daemon
 from tests.fixtures.images import make_test_image, push_image
 from tests.fixtures.registry import run_registry
@@ -40,6 +42,41 @@ def image_ref() -> Iterator[str]:
         with Resolver(plain_http=True) as r:
             push_image(r, ref, make_test_image("pyctr"))
         yield ref
+
+
+def shims_and_mounts(namespace: str, grace: float = 10.0) -> tuple[list[int], list[str]]:
+    """Shim processes still running for ``namespace`` (each given a while to finish exiting
+    after its task's delete), and mounts under a path of the namespace."""
+    shims: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"-namespace" in args and namespace.encode() in args:
+            shims.append(int(entry.name))
+    running = []
+    for pid in shims:
+        deadline = time.monotonic() + grace
+        while True:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                break
+            if state == "Z":
+                break
+            if time.monotonic() >= deadline:
+                running.append(pid)
+                break
+            time.sleep(0.05)
+    mounts = [
+        line.split()[4]
+        for line in Path("/proc/self/mountinfo").read_text().splitlines()
+        if f"/{namespace}/" in line.split()[4]
+    ]
+    return running, mounts
 
 
 class Cli:
@@ -81,6 +118,7 @@ class Cli:
         return self("run", *flags, "--fifo-dir", str(self.fifo_dir), self.ref, *args, stdin=stdin)
 
     def leftovers(self) -> tuple[str, str, list[str]]:
+        assert shims_and_mounts(self.namespace) == ([], [])
         return (
             self.ok("containers", "ls", "-q"),
             self.ok("tasks", "ls", "-q"),
@@ -119,6 +157,11 @@ def test_run_rm_output_exit_codes_and_stdin(cli: Cli) -> None:
     assert (result.returncode, result.stderr) == (3, "oops\n")
     result = cli.run("piped", "cat", stdin="through stdin\n")
     assert (result.returncode, result.stdout) == (0, "through stdin\n"), result.stderr
+    # in the default FIFO directory: nothing left there either
+    before = set(os.listdir(DEFAULT_FIFO_DIR)) if os.path.isdir(DEFAULT_FIFO_DIR) else set()
+    result = cli("run", "--rm", cli.ref, "default-fifos", "echo", "hi")
+    assert (result.returncode, result.stdout) == (0, "hi\n"), result.stderr
+    assert set(os.listdir(DEFAULT_FIFO_DIR)) == before
     assert cli.leftovers() == ("", "", [])
 
 
@@ -223,6 +266,9 @@ def test_run_with_a_terminal(cli: Cli) -> None:
 def test_detached_and_the_tasks_commands(cli: Cli) -> None:
     result = cli.run("bg", "busybox", "sleep", "1000", flags=("-d",))
     assert (result.returncode, result.stdout) == (0, ""), result.stderr
+    shims, mounts = shims_and_mounts(cli.namespace, grace=0)
+    assert len(shims) == 1  # the leftovers check would see them
+    assert [m for m in mounts if m.endswith("/bg/rootfs")], mounts
     ours = cli.ok("tasks", "ls")
     assert ours == cli.ok("tasks", "ls", tool="ctr")
     header, row = ours.splitlines()
