@@ -196,13 +196,14 @@ def test_run_container_flags(cli: Cli, tmp_path: Path) -> None:
     assert cli.leftovers() == ("", "", [])
 
 
-def test_run_log_uri_file(cli: Cli, tmp_path: Path) -> None:
-    # the shim writes a file:// log; containerd's runc shim does (ours: see the report)
+@pytest.mark.parametrize("runtime", ["io.containerd.runc.v2", CONTAINERD_SHIM])
+def test_run_log_uri_file(cli: Cli, tmp_path: Path, runtime: str) -> None:
     log = tmp_path / "logs" / "out.log"
-    flags = ("--rm", "--runtime", CONTAINERD_SHIM, "--log-uri", f"file://{log}")
-    result = cli.run("logged", "sh", "-c", "echo to-the-log", flags=flags)
-    assert (result.returncode, result.stdout) == (0, ""), result.stderr
-    assert log.read_text() == "to-the-log\n"
+    flags = ("--rm", "--runtime", runtime, "--log-uri", f"file://{log}")
+    result = cli.run("logged", "sh", "-c", "echo to-the-log; echo err >&2", flags=flags)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", ""), result.stderr
+    assert sorted(log.read_text().splitlines()) == ["err", "to-the-log"]
+    assert cli.leftovers() == ("", "", [])
 
 
 def _set_size(fd: int, rows: int, cols: int) -> None:
