@@ -105,16 +105,6 @@ class Net:
         self.tasks = tasks_pb2_grpc.TasksStub(self.client.channel)
         self.containers = containers_pb2_grpc.ContainersStub(self.client.channel)
 
-    def restart_after_kill(self) -> None:
-        self.client.close()
-        self.daemon.stop(signal.SIGKILL)
-        yield_ = None
-        del yield_
-
-    def start_again(self) -> None:
-        self.daemon.start()
-        self._connect()
-
     @property
     def store(self) -> NetworkStore:
         return NetworkStore(self.conf_dir)
@@ -166,9 +156,7 @@ class Net:
         return network_result(self.labels(id_))
 
     def wait(self, id_: str) -> int:
-        resp = self.call(
-            self.tasks.Wait, tasks_pb2.WaitRequest(container_id=id_), timeout=60
-        )
+        resp = self.call(self.tasks.Wait, tasks_pb2.WaitRequest(container_id=id_), timeout=60)
         return int(resp.exit_status)
 
     def kill_and_delete(self, id_: str) -> None:
@@ -235,6 +223,21 @@ def net(tmp_path: Path) -> Iterator[Net]:
             delete_link(bridge)
 
 
+def shim_pid(task_pid: int) -> int:
+    """The shim is the task's parent (its subreaper)."""
+    stat = Path(f"/proc/{task_pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def wait_detached(net: Net, id_: str) -> None:
+    """Wait (bounded) until the daemon has removed the container's network result."""
+    for _ in range(300):
+        if LABEL_RESULT not in net.labels(id_):
+            return
+        time.sleep(0.1)
+    assert LABEL_RESULT not in net.labels(id_)
+
+
 def fetch(url: str) -> str:
     """GET ``url``, retried while the server is not yet listening (bounded)."""
     for _ in range(100):
@@ -247,7 +250,9 @@ def fetch(url: str) -> str:
         return str(resp.read().decode())
 
 
-HTTPD = "mkdir -p /www && echo hello-from-$(hostname) > /www/index.html && exec httpd -f -p 80 -h /www"
+HTTPD = (
+    "mkdir -p /www && echo hello-from-$(hostname) > /www/index.html && exec httpd -f -p 80 -h /www"
+)
 
 
 def test_http_between_containers_and_published_port(net: Net) -> None:
@@ -264,6 +269,8 @@ def test_http_between_containers_and_published_port(net: Net) -> None:
         {"hostPort": port, "containerPort": 80, "protocol": "tcp", "hostIP": ""}
     ]
     assert len(links_of(net.bridge)) == 1
+    assert f"{web_ip}/32" in iptables_rules()  # what the cleanup checks below look for
+    assert web_ip in [p.name for p in (IPAM_DIR / "bridge").iterdir()]
 
     script = (
         f"cat /etc/hostname; grep -c client /etc/hosts; ip -o link show lo | grep -c UP; "
@@ -297,13 +304,7 @@ def test_daemon_killed_and_tasks_gone_meanwhile(net: Net) -> None:
     for id_ in ("sleeper", "other"):
         resp = net.call(net.tasks.Get, tasks_pb2.GetRequest(container_id=id_))
         pids[id_] = resp.process.pid
-    shims = [
-        int(p)
-        for p in subprocess.run(
-            ["pgrep", "-f", f"-namespace {net.namespace} "], capture_output=True, text=True
-        ).stdout.split()
-    ]
-    assert shims
+    shims = [shim_pid(pid) for pid in pids.values()]
     net.client.close()
     net.daemon.stop(signal.SIGKILL)
     # while the daemon is down, the tasks die with their shims
@@ -313,11 +314,7 @@ def test_daemon_killed_and_tasks_gone_meanwhile(net: Net) -> None:
     net.daemon.start()
     net._connect()
     for id_ in ("sleeper", "other"):
-        for _ in range(300):  # the daemon detaches once it has cleaned up after the shims
-            if LABEL_RESULT not in net.labels(id_):
-                break
-            time.sleep(0.1)
-        assert LABEL_RESULT not in net.labels(id_)
+        wait_detached(net, id_)  # once the daemon has cleaned up after the shims
         with pytest.raises(errdefs.NotFound):
             net.call(net.tasks.Get, tasks_pb2.GetRequest(container_id=id_))
     net.assert_clean()
@@ -327,7 +324,9 @@ def test_bad_conflist_is_refused_and_leaves_nothing(net: Net) -> None:
     net.conf_dir.mkdir(exist_ok=True)
     broken = net.conf_dir / "pycontainerd-broken.conflist"
     broken.write_text('{"cniVersion": "1.0.0", "name": "broken", "plugins": [')
-    with pytest.raises(errdefs.InvalidArgument, match=r"pycontainerd-broken.conflist: not valid json"):
+    with pytest.raises(
+        errdefs.InvalidArgument, match=r"pycontainerd-broken.conflist: not valid json"
+    ):
         net.create("c1", ["true"], container_labels("broken"))
     broken.write_text('{"cniVersion": "1.0.0", "name": "broken", "plugins": []}')
     with pytest.raises(errdefs.InvalidArgument, match=r'"plugins" must be a non-empty array'):
@@ -346,7 +345,9 @@ def test_missing_plugin_is_refused_and_leaves_nothing(net: Net) -> None:
         "plugins": [{"type": "pcd-no-such-plugin"}],
     }
     (net.conf_dir / "missing.conflist").write_text(json.dumps(conf))
-    with pytest.raises(errdefs.NotFound, match=r"cni plugin pcd-no-such-plugin not found in /usr/lib/cni"):
+    with pytest.raises(
+        errdefs.NotFound, match=r"cni plugin pcd-no-such-plugin not found in /usr/lib/cni"
+    ):
         net.create("c1", ["true"], container_labels(f"missing-{net.tag}"))
     net.assert_clean()
 
@@ -357,7 +358,13 @@ def test_exhausted_subnet_and_taken_ports(net: Net) -> None:
     net.networks.append(name)
     net.bridges.append(bridge)
     subnet = net.subnet.replace(".0/24", ".0/30")
-    created = net.store.create(name, subnet=subnet.replace(f".{net.subnet.split('.')[1]}.", f".{int(net.subnet.split('.')[1]) + 1}."), bridge=bridge)
+    created = net.store.create(
+        name,
+        subnet=subnet.replace(
+            f".{net.subnet.split('.')[1]}.", f".{int(net.subnet.split('.')[1]) + 1}."
+        ),
+        bridge=bridge,
+    )
     assert created.name == name
     port = free_port()
     net.create("first", ["sleep", "1000"], container_labels(name, {port: 80}))
@@ -370,16 +377,94 @@ def test_exhausted_subnet_and_taken_ports(net: Net) -> None:
     assert sorted(p.name for p in (IPAM_DIR / name).iterdir()) == allocated
     assert not (net.state_dir() / "netns" / f"{net.namespace}-second").exists()
 
-    with pytest.raises(errdefs.AlreadyExists, match=rf"publish port 0.0.0.0:{port}/tcp: port is already allocated to container {net.namespace}/first"):
+    with pytest.raises(
+        errdefs.AlreadyExists,
+        match=rf"publish port 0.0.0.0:{port}/tcp: port is already allocated to container {net.namespace}/first",
+    ):
         net.create("third", ["sleep", "1000"], container_labels("bridge", {port: 80}))
     with socket.socket() as busy:
         busy.bind(("0.0.0.0", 0))
         busy.listen()
         taken = busy.getsockname()[1]
-        with pytest.raises(errdefs.AlreadyExists, match=rf"publish port 0.0.0.0:{taken}/tcp: port is already in use on the host"):
+        with pytest.raises(
+            errdefs.AlreadyExists,
+            match=rf"publish port 0.0.0.0:{taken}/tcp: port is already in use on the host",
+        ):
             net.create("fourth", ["sleep", "1000"], container_labels("bridge", {taken: 80}))
     assert links_of(net.bridge) == []
-    with pytest.raises(errdefs.FailedPrecondition, match=rf"remove network {name}: in use by {net.namespace}/first"):
+    with pytest.raises(
+        errdefs.FailedPrecondition, match=rf"remove network {name}: in use by {net.namespace}/first"
+    ):
         net.store.remove(name, in_use=lambda n: [f"{net.namespace}/first"] if n == name else [])
     net.kill_and_delete("first")
     net.assert_clean()
+
+
+def test_shim_dying_while_the_daemon_runs_detaches(net: Net) -> None:
+    net.create("doomed", ["sleep", "1000"], container_labels("bridge"))
+    resp = net.call(net.tasks.Get, tasks_pb2.GetRequest(container_id="doomed"))
+    shim = shim_pid(resp.process.pid)
+    os.kill(resp.process.pid, signal.SIGKILL)
+    os.kill(shim, signal.SIGKILL)
+    wait_detached(net, "doomed")
+    with pytest.raises(errdefs.NotFound):
+        net.call(net.tasks.Get, tasks_pb2.GetRequest(container_id="doomed"))
+    net.assert_clean()
+
+
+def test_check_and_repeated_delete(net: Net) -> None:
+    net.create("checked", ["sleep", "1000"], container_labels("bridge"), start=False)
+    net.kill_and_delete("checked")
+    net.kill_and_delete("checked")  # a second delete finds no task: nothing else happens
+    net.assert_clean()
+
+
+def test_named_network_with_pyctr(net: Net) -> None:
+    name = f"named-{net.tag}"
+    bridge = f"pcdn{net.tag}"
+    second = int(net.subnet.split(".")[1]) + 2
+    subnet = f"10.{second}.{net.subnet.split('.')[2]}.0/24"
+    net.networks.append(name)
+    net.bridges.append(bridge)
+    conf = ["network", "--conf-dir", str(net.conf_dir)]
+    created = net.daemon.pyctr(*conf, "create", name, "--subnet", subnet, "--bridge", bridge)
+    assert created.stdout == f"{net.conf_dir}/pycontainerd-{name}.conflist\n"
+    again = net.daemon.pyctr(*conf, "create", name, check=False)
+    assert (again.returncode, again.stderr) == (1, f"pyctr: network {name}: already exists\n")
+    listed = net.daemon.pyctr(*conf, "ls").stdout.splitlines()
+    assert listed[0].split() == ["NAME", "BRIDGE", "SUBNET", "PLUGINS", "FILE"]
+    assert listed[1].split()[:3] == [name, bridge, subnet]
+    inspected = json.loads(net.daemon.pyctr(*conf, "inspect", name).stdout)
+    assert inspected["plugins"][0]["bridge"] == bridge
+
+    net.create("server", ["sh", "-c", HTTPD], container_labels(name))
+    result = net.result("server")
+    assert result is not None
+    server_ip = result["ips"][0]["address"].split("/")[0]
+    assert server_ip.startswith(subnet.rsplit(".", 1)[0] + ".")
+    info = json.loads(
+        net.daemon.pyctr("containers", "info", "server", namespace=net.namespace).stdout
+    )
+    assert json.loads(info["Labels"][LABEL_RESULT]) == result
+    shown = net.daemon.pyctr(*conf, "result", "server", namespace=net.namespace).stdout
+    assert json.loads(shown) == result
+
+    script = f"for i in $(seq 100); do wget -q -O - http://{server_ip}/ && exit 0; sleep 0.1; done; exit 1"
+    io = net.create("fetcher", ["sh", "-c", script], container_labels(name))
+    assert net.wait("fetcher") == 0, io.stderr.read()
+    assert io.stdout.read() == "hello-from-server\n"
+
+    refused = net.daemon.pyctr(*conf, "rm", name, check=False)
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        f"pyctr: unable to remove network {name}: remove network {name}: "
+        f"in use by {net.namespace}/fetcher, {net.namespace}/server\n"
+    )
+    for id_ in ("server", "fetcher"):
+        net.kill_and_delete(id_)
+        net.call(net.containers.Delete, containers_pb2.DeleteContainerRequest(id=id_))
+        net.client.snapshots(SNAPSHOTTER).remove(id_)
+    net.ids.clear()
+    assert net.daemon.pyctr(*conf, "rm", name).stdout == f"{name}\n"
+    assert not Path(f"/sys/class/net/{bridge}").exists()
+    assert not (net.conf_dir / f"pycontainerd-{name}.conflist").exists()
