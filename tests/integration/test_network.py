@@ -41,6 +41,7 @@ LAYER = "busybox-layer"
 ROOT = {"containerd.io/gc.root": "network test"}
 IPAM_DIR = Path("/var/lib/cni/networks")
 NETWORK_STATE = "io.containerd.internal.v1.network"
+HOST_LOCAL_STATE = {"last_reserved_ip.0", "last_reserved_ip.1", "lock"}
 
 
 def free_port() -> int:
@@ -77,7 +78,8 @@ class Net:
     def __init__(self, base: Path) -> None:
         self.tag = secrets.token_hex(3)
         self.bridge = f"pcdt{self.tag}"
-        self.subnet = f"10.{200 + secrets.randbelow(50)}.{secrets.randbelow(256)}.0/24"
+        self.octets = (200 + secrets.randbelow(50), secrets.randbelow(256))
+        self.subnet = self.subnet_of(0, 24)
         self.conf_dir = base / "net.d"
         self.daemon: Daemon = make_daemon(base / "d")
         self.daemon.config.write_text(
@@ -99,6 +101,10 @@ class Net:
         mounts = sn.prepare(f"{LAYER}-active", "", labels=ROOT)
         fill_busybox(Path(mounts[0].source))
         sn.commit(LAYER, f"{LAYER}-active", labels=ROOT)
+
+    def subnet_of(self, offset: int, prefix: int) -> str:
+        """A subnet of this test's own: ``10.<a + offset>.<b>.0/<prefix>``."""
+        return f"10.{self.octets[0] + offset}.{self.octets[1]}.0/{prefix}"
 
     def _connect(self) -> None:
         self.client = Client(self.daemon.address, namespace=self.namespace)
@@ -178,7 +184,8 @@ class Net:
             assert not [ip for ip in self.ips if ip in leftover], leftover
         rules = iptables_rules()
         for ip in self.ips:
-            assert f"{ip}/32" not in rules and f" {ip}:" not in rules, ip
+            assert f"{ip}/32" not in rules, ip
+            assert f" {ip}:" not in rules, ip
         results = self.daemon.root / NETWORK_STATE / "results"
         assert not results.is_dir() or not list(results.iterdir())
 
@@ -215,10 +222,11 @@ def net(tmp_path: Path) -> Iterator[Net]:
             if name != "bridge":
                 with contextlib.suppress(errdefs.ContainerdError):
                     n.store.remove(name)
-            with contextlib.suppress(FileNotFoundError):
-                (IPAM_DIR / name / "last_reserved_ip.0").unlink()
-                (IPAM_DIR / name / "lock").unlink()
-                (IPAM_DIR / name).rmdir()
+            ipam = IPAM_DIR / name
+            if ipam.is_dir() and {p.name for p in ipam.iterdir()} <= HOST_LOCAL_STATE:
+                for p in ipam.iterdir():  # host-local's own files, once nothing is allocated
+                    p.unlink()
+                ipam.rmdir()
         for bridge in n.bridges:
             delete_link(bridge)
 
@@ -260,7 +268,8 @@ def test_http_between_containers_and_published_port(net: Net) -> None:
     net.create("web", ["sh", "-c", HTTPD], container_labels("bridge", {port: 80}))
     result = net.result("web")
     assert result is not None
-    assert result["network"] == "bridge" and result["interface"] == "eth0"
+    assert result["network"] == "bridge"
+    assert result["interface"] == "eth0"
     assert len(result["mac"]) == 17
     (ip,) = result["ips"]
     web_ip = ip["address"].split("/")[0]
@@ -291,7 +300,7 @@ def test_http_between_containers_and_published_port(net: Net) -> None:
         net.kill_and_delete(id_)
         assert LABEL_RESULT not in net.labels(id_)
     net.assert_clean()
-    with pytest.raises(OSError):
+    with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
 
 
@@ -357,14 +366,7 @@ def test_exhausted_subnet_and_taken_ports(net: Net) -> None:
     bridge = f"pcdu{net.tag}"
     net.networks.append(name)
     net.bridges.append(bridge)
-    subnet = net.subnet.replace(".0/24", ".0/30")
-    created = net.store.create(
-        name,
-        subnet=subnet.replace(
-            f".{net.subnet.split('.')[1]}.", f".{int(net.subnet.split('.')[1]) + 1}."
-        ),
-        bridge=bridge,
-    )
+    created = net.store.create(name, subnet=net.subnet_of(1, 30), bridge=bridge)
     assert created.name == name
     port = free_port()
     net.create("first", ["sleep", "1000"], container_labels(name, {port: 80}))
@@ -379,7 +381,8 @@ def test_exhausted_subnet_and_taken_ports(net: Net) -> None:
 
     with pytest.raises(
         errdefs.AlreadyExists,
-        match=rf"publish port 0.0.0.0:{port}/tcp: port is already allocated to container {net.namespace}/first",
+        match=rf"publish port 0.0.0.0:{port}/tcp: port is already allocated to container "
+        rf"{net.namespace}/first",
     ):
         net.create("third", ["sleep", "1000"], container_labels("bridge", {port: 80}))
     with socket.socket() as busy:
@@ -422,8 +425,7 @@ def test_check_and_repeated_delete(net: Net) -> None:
 def test_named_network_with_pyctr(net: Net) -> None:
     name = f"named-{net.tag}"
     bridge = f"pcdn{net.tag}"
-    second = int(net.subnet.split(".")[1]) + 2
-    subnet = f"10.{second}.{net.subnet.split('.')[2]}.0/24"
+    subnet = net.subnet_of(2, 24)
     net.networks.append(name)
     net.bridges.append(bridge)
     conf = ["network", "--conf-dir", str(net.conf_dir)]
@@ -449,7 +451,10 @@ def test_named_network_with_pyctr(net: Net) -> None:
     shown = net.daemon.pyctr(*conf, "result", "server", namespace=net.namespace).stdout
     assert json.loads(shown) == result
 
-    script = f"for i in $(seq 100); do wget -q -O - http://{server_ip}/ && exit 0; sleep 0.1; done; exit 1"
+    script = (
+        f"for i in $(seq 100); do wget -q -O - http://{server_ip}/ && exit 0; sleep 0.1; done; "
+        "exit 1"
+    )
     io = net.create("fetcher", ["sh", "-c", script], container_labels(name))
     assert net.wait("fetcher") == 0, io.stderr.read()
     assert io.stdout.read() == "hello-from-server\n"

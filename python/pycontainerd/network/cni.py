@@ -305,10 +305,18 @@ class CNI:
         return result
 
     def delete(
-        self, network: str, *, container_id: str, ifname: str = "eth0", netns: str | None = None
+        self,
+        network: str,
+        *,
+        container_id: str,
+        ifname: str = "eth0",
+        netns: str | None = None,
+        force: bool = False,
     ) -> None:
         """DEL with the cached config and result, plugins in reverse order; idempotent (no
-        cache entry: nothing to do). The cache entry goes once every plugin succeeded."""
+        cache entry: nothing to do). The cache entry goes once every plugin succeeded, or in
+        any case with ``force`` (undoing a failed ADD: what a plugin refuses to delete with
+        the config it refused to add with, it did not make); the first error is raised."""
         cached = self.cached(network, container_id, ifname)
         if cached is None:
             return
@@ -330,9 +338,11 @@ class CNI:
                 )
             except errdefs.ContainerdError as exc:
                 errors.append(exc)
-        if errors:
+        if errors and not force:
             raise errors[0]
         self._remove_cache(network, container_id, ifname)
+        if errors:
+            raise errors[0]
 
     def check(self, network: str, *, container_id: str, ifname: str = "eth0") -> None:
         """CHECK: every plugin in order with the cached result (0.4.0 and later)."""

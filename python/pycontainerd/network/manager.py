@@ -413,7 +413,7 @@ class NetworkManager:
                 "attach %s/%s to %s failed, undoing: %s", namespace, container.id, network, exc
             )
             try:
-                self._detach_sync(attachment)
+                self._detach_sync(attachment, undo=True)
             except Exception as undo:
                 log.error("undo attach of %s/%s: %s", namespace, container.id, undo)
             if isinstance(exc, errdefs.ContainerdError):
@@ -450,14 +450,19 @@ class NetworkManager:
         await asyncio.to_thread(self._detach_sync, attachment)
         await asyncio.to_thread(self._set_label, attachment.namespace, attachment.id, "")
 
-    def _detach_sync(self, a: Attachment) -> None:
+    def _detach_sync(self, a: Attachment, *, undo: bool = False) -> None:
+        """DEL and remove the namespace and files; with ``undo`` (a failed ADD), everything
+        goes even when a plugin's DEL fails (the error is logged)."""
         errors: list[BaseException] = []
         try:
-            self.cni.delete(a.network, container_id=a.cni_id, ifname=IFNAME)
+            self.cni.delete(a.network, container_id=a.cni_id, ifname=IFNAME, force=undo)
         except errdefs.ContainerdError as exc:
-            errors.append(exc)
+            if undo:
+                log.warning("DEL after failed ADD of %s/%s: %s", a.namespace, a.id, exc)
+            else:
+                errors.append(exc)
         try:
-            self.cni.delete(LOOPBACK.name, container_id=a.cni_id, ifname="lo")
+            self.cni.delete(LOOPBACK.name, container_id=a.cni_id, ifname="lo", force=undo)
         except errdefs.ContainerdError as exc:
             log.warning("loopback DEL of %s/%s: %s", a.namespace, a.id, exc)
         try:
