@@ -131,7 +131,7 @@ def parse_port(spec: str) -> PortMapping:
 
 def container_labels(
     network: str = "bridge",
-    ports: Mapping[int, int] | Mapping[str, int] | None = None,
+    ports: Mapping[int, int] | Mapping[str, int] | Mapping[int | str, int] | None = None,
     *,
     protocol: str = "tcp",
     host_ip: str = "",

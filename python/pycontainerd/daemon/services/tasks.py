@@ -5,7 +5,9 @@ runtime name and options and the snapshot; the runtime (:class:`~pycontainerd.ru
 .TaskManager`) does the work. When a Create names no rootfs, the mounts of the container's
 snapshot are used. Errors keep the shim's status code and message (runc's words included):
 ``process already finished`` is NOT_FOUND, an unknown task ``task ID not found``; deleting a
-running task is FAILED_PRECONDITION. Checkpoints are not implemented.
+running task is FAILED_PRECONDITION. Checkpoints are not implemented. A container whose labels
+ask for a network (:mod:`pycontainerd.network`) is attached to it before its task is created, and
+detached when the task is deleted (or its creation fails).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pycontainerd.daemon.rpc import RPCServer, ServicerContext
 from pycontainerd.daemon.services.base import namespace_of
 from pycontainerd.metadata import DB, ContainerStore, SnapshotStore
 from pycontainerd.mount import Mount
+from pycontainerd.network.labels import LABEL_NETWORK, NO_NETWORK
 from pycontainerd.network.manager import NetworkManager
 from pycontainerd.plugin import InitContext, Registration, Type
 from pycontainerd.runtime import CreateOpts, Exit, ShimTask, TaskManager
@@ -120,6 +123,11 @@ class TasksService:
         spec = container.spec.value
         if self._network is not None:  # the network its labels ask for (pycontainerd.network)
             spec = await self._network.attach(ns, container)
+        elif container.labels.get(LABEL_NETWORK, "") not in NO_NETWORK:
+            raise errdefs.FailedPrecondition(
+                f"create task {container.id}: network {container.labels[LABEL_NETWORK]} "
+                "asked for, but the network plugin is not loaded"
+            )
         try:
             task = await self._create(ns, container, request, rootfs, spec)
         except BaseException:
@@ -353,8 +361,8 @@ def _init(ic: InitContext) -> TasksService:
     try:
         found = ic.get(Type.INTERNAL, "network")
         network = found if isinstance(found, NetworkManager) else None
-    except errdefs.NotFound:  # no CNI on this host: containers asking for a network fail
-        log.warning("no network plugin: tasks run in the network their spec gives")
+    except (errdefs.NotFound, errdefs.FailedPrecondition) as exc:  # containers asking fail
+        log.warning("no network plugin (%s): tasks run in the network their spec gives", exc)
     return TasksService(ContainerStore(db), _snapshot_store(ic, db), runtime, network)
 
 
