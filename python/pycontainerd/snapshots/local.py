@@ -17,6 +17,10 @@ from pycontainerd.snapshots.storage import MetaStore, Record
 
 __all__ = ["LocalSnapshotter", "disk_usage"]
 
+#: The usage a snapshot is committed with: measured when first asked for (walking a layer's
+#: files in Python on every commit of an unpack costs more than the commit itself).
+_UNMEASURED = Usage(size=-1, inodes=-1)
+
 
 def disk_usage(root: Path) -> Usage:
     """Bytes (allocated blocks) and inodes under ``root``, each hardlinked inode once."""
@@ -79,11 +83,20 @@ class LocalSnapshotter(ABC):
             return self._ms.update_labels(tx, info.name, labels)
 
     def usage(self, key: str) -> Usage:
+        """An active snapshot's usage is measured at each call; a committed one's (which no
+        longer changes) on the first call after its commit, then kept with its record."""
         with self._ms.transaction() as tx:
             rec = self._ms.get(tx, key)
         if rec.info.kind == Kind.ACTIVE:
             return disk_usage(self._fs(rec.id))
-        return rec.usage
+        if rec.usage != _UNMEASURED:
+            return rec.usage
+        usage = disk_usage(self._fs(rec.id))
+        with self._ms.transaction(write=True) as tx:
+            if self._ms.get(tx, key).id != rec.id:  # removed meanwhile (NotFound if gone)
+                raise errdefs.NotFound(f'snapshot "{key}": not found')
+            self._ms.set_usage(tx, rec.id, usage)
+        return usage
 
     def mounts(self, key: str) -> list[Mount]:
         with self._ms.transaction() as tx:
@@ -125,9 +138,7 @@ class LocalSnapshotter(ABC):
     def commit(self, name: str, key: str, *, labels: Mapping[str, str] | None = None) -> None:
         fieldpath.validate_labels(labels or {})
         with self._ms.transaction(write=True) as tx:
-            rec = self._ms.get(tx, key)
-            usage = disk_usage(self._fs(rec.id))
-            self._ms.commit(tx, name, key, labels or {}, usage)
+            self._ms.commit(tx, name, key, labels or {}, _UNMEASURED)
 
     #: Whether a snapshot prepared without a parent can be committed onto one (a layer's
     #: directory holds only its own changes, as on overlayfs).
@@ -148,8 +159,7 @@ class LocalSnapshotter(ABC):
                     f'commit "{key}" onto "{parent}": it has a parent already'
                 )
             self._ms.set_parent(tx, key, parent)
-            usage = disk_usage(self._fs(rec.id))
-            self._ms.commit(tx, name, key, labels or {}, usage)
+            self._ms.commit(tx, name, key, labels or {}, _UNMEASURED)
 
     def remove(self, key: str) -> None:
         self.forget(key)

@@ -172,6 +172,13 @@ class MetaStore:
         except sqlite3.IntegrityError:
             raise errdefs.AlreadyExists(f'snapshot "{name}": already exists') from None
 
+    def set_usage(self, tx: sqlite3.Connection, id_: int, usage: Usage) -> None:
+        """Record the usage of the snapshot ``id_`` (measured after its commit)."""
+        tx.execute(
+            "UPDATE snapshots SET size = ?, inodes = ? WHERE id = ?",
+            (usage.size, usage.inodes, id_),
+        )
+
     def set_parent(self, tx: sqlite3.Connection, key: str, parent: str) -> None:
         """Give the active ``key`` the committed ``parent``."""
         prow = tx.execute("SELECT kind FROM snapshots WHERE key = ?", (parent,)).fetchone()
