@@ -54,7 +54,7 @@ from tests.fixtures.containerd import run_containerd
 from tests.fixtures.daemon import PYCTR, make_daemon
 from tests.fixtures.registry import run_registry
 
-ROUNDS = int(os.environ.get("PCD_UNPACK_ROUNDS", "1" if SMOKE else "3"))
+ROUNDS = int(os.environ.get("PCD_UNPACK_ROUNDS", "1" if SMOKE else "5"))
 #: The six-layer image's size factor: 1 is ~700 MiB unpacked; a smoke run makes a few MB.
 SCALE = float(os.environ.get("PCD_UNPACK_SCALE", "0.005" if SMOKE else "1"))
 NAMESPACE = "bench-unpack"
