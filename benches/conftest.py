@@ -121,6 +121,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         ("pull_client_cpu_s", "cold content pull, client CPU (s)", "{:.2f}"),
         ("pull_api_wall_s", "cold pull by Client.fetch, wall (s)", "{:.2f}"),
         ("pull_api_mb_s", "cold pull by Client.fetch (MB/s)", "{:.0f}"),
+        ("net_host_run_p50_ms", "ctr run --rm, host network, p50 (ms)", "{:.1f}"),
+        ("net_bridge_run_p50_ms", "ctr run --rm, CNI bridge, p50 (ms)", "{:.1f}"),
+        ("net_bridge_added_ms", "added by CNI bridge, p50 (ms)", "{:.1f}"),
     ]
     names = [n for n in ("pycontainerd", "containerd", "curl") if n in RESULTS]
     tr.write_line(f"{'metric':36}" + "".join(f"{n:>16}" for n in names) + f"{'ratio':>10}")
