@@ -25,6 +25,7 @@ import logging
 import os
 import shutil
 import socket
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from typing import Any, Final
 
 from pycontainerd import _native, errdefs
 from pycontainerd.containers import Container, RuntimeInfo
-from pycontainerd.events import Exchange
+from pycontainerd.events import Envelope, Exchange, SlowSubscriber
 from pycontainerd.metadata import DB, ContainerStore
 from pycontainerd.network.cni import CNI, LOOPBACK
 from pycontainerd.network.labels import (
@@ -264,6 +265,7 @@ class NetworkManager:
         self._containers = containers
         self._runtime = runtime
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._ports_lock = threading.Lock()
         self._background: set[asyncio.Task[None]] = set()
 
     # -- paths and records
@@ -374,7 +376,6 @@ class NetworkManager:
         for plugin in conflist.plugins:  # a missing plugin fails before anything is made
             self.cni.find_plugin(str(plugin["type"]))
         self.cni.find_plugin("loopback")
-        _check_ports_free(ports, self._taken_ports(namespace, container.id))
         netns = self.netns_path(namespace, container.id)
         attachment = Attachment(
             namespace=namespace,
@@ -388,9 +389,11 @@ class NetworkManager:
         netns.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
         record = self._record_path(namespace, container.id)
         record.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = record.with_name(f".{record.name}.tmp")
-        tmp.write_text(attachment.to_json())
-        os.replace(tmp, record)
+        with self._ports_lock:  # two containers asking for one port: the first recorded wins
+            _check_ports_free(ports, self._taken_ports(namespace, container.id))
+            tmp = record.with_name(f".{record.name}.tmp")
+            tmp.write_text(attachment.to_json())
+            os.replace(tmp, record)
         try:
             _native.netns_create(str(netns))
             self.cni.add(LOOPBACK, container_id=attachment.cni_id, netns=str(netns), ifname="lo")
@@ -439,6 +442,14 @@ class NetworkManager:
         """Undo :meth:`attach` for ``namespace``/``id_``; nothing to do is no error."""
         async with self._lock(namespace, id_):
             await self._detach_locked(namespace, id_)
+
+    async def release(self, namespace: str, id_: str) -> None:
+        """:meth:`detach`, its errors logged: the attachment stays recorded, and is detached
+        again on the daemon's next start (the task that held it is gone all the same)."""
+        try:
+            await self.detach(namespace, id_)
+        except errdefs.ContainerdError as exc:
+            log.error("detach %s/%s from its network: %s", namespace, id_, exc)
 
     async def _detach_locked(self, namespace: str, id_: str) -> None:
         attachment = self.attachment(namespace, id_)
@@ -492,10 +503,7 @@ class NetworkManager:
             log.info(
                 "container %s/%s has no task: detaching it from %s", a.namespace, a.id, a.network
             )
-            try:
-                await self.detach(a.namespace, a.id)
-            except errdefs.ContainerdError as exc:
-                log.error("detach %s/%s: %s", a.namespace, a.id, exc)
+            await self.release(a.namespace, a.id)
         netns_dir = self.state / "netns"
         if netns_dir.is_dir():
             recorded = {a.netns for a in self.attachments()}
@@ -505,23 +513,33 @@ class NetworkManager:
                         await asyncio.to_thread(_native.netns_remove, str(path))
 
     async def _watch(self, exchange: Exchange) -> None:
+        # subscribed first: a task deleted while the tasks are loaded is seen either way
+        subscription = exchange.subscribe(f'topic=="{TASK_DELETE_TOPIC}"')
         if self._runtime is not None:
             await self._runtime.loaded()
         await self.reconcile()
-        subscription = exchange.subscribe(f'topic=="{TASK_DELETE_TOPIC}"')
-        async for envelope in subscription:
-            a = self.attachment(envelope.namespace, self._event_id(envelope))
-            if a is None or a.created_at > envelope.timestamp:
-                continue
-            if self._has_task(a.namespace, a.id):
-                continue
+        while True:
             try:
-                await self.detach(a.namespace, a.id)
-            except errdefs.ContainerdError as exc:
-                log.error("detach %s/%s: %s", a.namespace, a.id, exc)
+                async for envelope in subscription:
+                    await self._on_task_delete(envelope)
+                return  # the exchange shut down
+            except SlowSubscriber:
+                log.warning("task delete events came too fast: reconciling")
+                subscription = exchange.subscribe(f'topic=="{TASK_DELETE_TOPIC}"')
+                await self.reconcile()
+
+    async def _on_task_delete(self, envelope: Envelope) -> None:
+        """A task was deleted (by the shim, or after the shim died): detach its container
+        unless a task was created again since."""
+        a = self.attachment(envelope.namespace, self._event_id(envelope))
+        if a is None or a.created_at > envelope.timestamp:
+            return
+        if self._has_task(a.namespace, a.id):
+            return
+        await self.release(a.namespace, a.id)
 
     @staticmethod
-    def _event_id(envelope: Any) -> str:
+    def _event_id(envelope: Envelope) -> str:
         decoded = envelope.decode()
         return str(getattr(decoded, "container_id", "")) if decoded is not None else ""
 

@@ -132,7 +132,7 @@ class TasksService:
             task = await self._create(ns, container, request, rootfs, spec)
         except BaseException:
             if self._network is not None:
-                await self._network.detach(ns, container.id)
+                await self._network.release(ns, container.id)
             raise
         return tasks_pb2.CreateTaskResponse(container_id=container.id, pid=task.pid)
 
@@ -175,10 +175,10 @@ class TasksService:
             exit_ = await self._runtime.delete(ns, container.id)
         except (errdefs.NotFound, errdefs.Unavailable):  # no task or no shim: detach all the same
             if self._network is not None:
-                await self._network.detach(ns, container.id)
+                await self._network.release(ns, container.id)
             raise
         if self._network is not None:
-            await self._network.detach(ns, container.id)
+            await self._network.release(ns, container.id)
         return _delete_response(exit_)
 
     async def DeleteProcess(
