@@ -27,26 +27,13 @@ from typing import Any
 import pytest
 
 from benches.conftest import RESULTS, SMOKE, percentile
+from tests.fixtures.cni import delete_link, remove_cni_rules, remove_ipam
 from tests.fixtures.containerd import run_containerd
 from tests.fixtures.containers import fill_busybox
 from tests.fixtures.daemon import make_daemon
 
 ROUNDS = 3 if SMOKE else 30
 CNI_CONF_DIR = Path("/etc/cni/net.d")
-IPAM_DIR = Path("/var/lib/cni/networks")
-
-
-def _delete_link(name: str) -> None:
-    if Path(f"/sys/class/net/{name}").exists():
-        subprocess.run(["ip", "link", "delete", name], check=False)
-
-
-def _remove_ipam(network: str) -> None:
-    d = IPAM_DIR / network
-    if d.is_dir() and {p.name for p in d.iterdir()} <= {"last_reserved_ip.0", "lock"}:
-        for p in d.iterdir():
-            p.unlink()
-        d.rmdir()
 
 
 def _time_runs(address: str, rootfs: Path, fifo: Path, flags: list[str], tag: str) -> list[float]:
@@ -114,8 +101,8 @@ def test_bridge_start_latency_pycontainerd(benchmark: Any, rootfs: Path, tmp_pat
     finally:
         d.stop()
         d.cleanup()
-        _delete_link(bridge)
-        _remove_ipam("bridge")
+        delete_link(bridge)
+        remove_ipam("bridge")
 
 
 def test_bridge_start_latency_containerd(benchmark: Any, rootfs: Path, tmp_path: Path) -> None:
@@ -164,5 +151,6 @@ def test_bridge_start_latency_containerd(benchmark: Any, rootfs: Path, tmp_path:
         if made_dir:
             with contextlib.suppress(OSError):
                 CNI_CONF_DIR.rmdir()
-        _delete_link(bridge)
-        _remove_ipam(network)
+        remove_cni_rules(network)
+        delete_link(bridge)
+        remove_ipam(network)

@@ -30,6 +30,8 @@ from pycontainerd.api.containerd.services.containers.v1 import containers_pb2, c
 from pycontainerd.api.containerd.services.tasks.v1 import tasks_pb2, tasks_pb2_grpc
 from pycontainerd.containers import SPEC_TYPE_URL
 from pycontainerd.network import LABEL_RESULT, NetworkStore, container_labels, network_result
+from pycontainerd.network.manager import cni_container_id
+from tests.fixtures.cni import IPAM_DIR, delete_link, remove_cni_rules, remove_ipam
 from tests.fixtures.containers import Stdio, fill_busybox, oci_spec
 from tests.fixtures.daemon import Daemon, make_daemon
 
@@ -39,9 +41,7 @@ RUNTIME = "io.containerd.runc.v2"
 SNAPSHOTTER = "overlayfs"
 LAYER = "busybox-layer"
 ROOT = {"containerd.io/gc.root": "network test"}
-IPAM_DIR = Path("/var/lib/cni/networks")
 NETWORK_STATE = "io.containerd.internal.v1.network"
-HOST_LOCAL_STATE = {"last_reserved_ip.0", "last_reserved_ip.1", "lock"}
 
 
 def free_port() -> int:
@@ -65,11 +65,6 @@ def links_of(bridge: str) -> list[str]:
     """The interfaces enslaved to ``bridge``."""
     master = Path("/sys/class/net") / bridge / "brif"
     return sorted(p.name for p in master.iterdir()) if master.is_dir() else []
-
-
-def delete_link(name: str) -> None:
-    if Path(f"/sys/class/net/{name}").exists():
-        subprocess.run(["ip", "link", "delete", name], check=True)
 
 
 class Net:
@@ -222,11 +217,11 @@ def net(tmp_path: Path) -> Iterator[Net]:
             if name != "bridge":
                 with contextlib.suppress(errdefs.ContainerdError):
                     n.store.remove(name)
-            ipam = IPAM_DIR / name
-            if ipam.is_dir() and {p.name for p in ipam.iterdir()} <= HOST_LOCAL_STATE:
-                for p in ipam.iterdir():  # host-local's own files, once nothing is allocated
-                    p.unlink()
-                ipam.rmdir()
+            # after a failure (a passing test has none left); the default network's name
+            # is not the test's own: only its containers' rules
+            ids = [cni_container_id(n.namespace, i) for i in n.ids] if name == "bridge" else None
+            remove_cni_rules(name, ids)
+            remove_ipam(name)
         for bridge in n.bridges:
             delete_link(bridge)
 
@@ -451,6 +446,9 @@ def test_named_network_with_pyctr(net: Net) -> None:
     shown = net.daemon.pyctr(*conf, "result", "server", namespace=net.namespace).stdout
     assert json.loads(shown) == result
 
+    check = [*conf, "check", "--root", str(net.daemon.root), "server"]
+    assert net.daemon.pyctr(*check, namespace=net.namespace).stdout == f"server: {name} ok\n"
+
     script = (
         f"for i in $(seq 100); do wget -q -O - http://{server_ip}/ && exit 0; sleep 0.1; done; "
         "exit 1"
@@ -458,6 +456,13 @@ def test_named_network_with_pyctr(net: Net) -> None:
     io = net.create("fetcher", ["sh", "-c", script], container_labels(name))
     assert net.wait("fetcher") == 0, io.stderr.read()
     assert io.stdout.read() == "hello-from-server\n"
+
+    pid = net.call(net.tasks.Get, tasks_pb2.GetRequest(container_id="server")).process.pid
+    down = ["nsenter", "-t", str(pid), "-n", "ip", "link", "set", "eth0", "down"]
+    subprocess.run(down, check=True)  # its routes go with the link: CHECK says so
+    broken = net.daemon.pyctr(*check, check=False, namespace=net.namespace)
+    assert broken.returncode == 1
+    assert broken.stderr.startswith(f"pyctr: cni plugin bridge failed (CHECK of network {name}): ")
 
     refused = net.daemon.pyctr(*conf, "rm", name, check=False)
     assert refused.returncode == 1

@@ -4,7 +4,9 @@ Networks are conflists in the daemon's CNI config directory, read and written he
 (no gRPC): the directory comes from ``--conf-dir``, else from the daemon's config file
 (``[plugins."io.containerd.internal.v1.network"] conf_dir``), else ``/etc/cni/net.d``. ``rm``
 asks the daemon which containers use the network (their ``pycontainerd.io/network`` label, in
-every namespace) and refuses while any does.
+every namespace) and refuses while any does. ``result`` prints a container's attachment (the
+``pycontainerd.io/network.result`` label); ``check`` runs CNI CHECK on it with the result the
+daemon cached under its root.
 """
 
 from __future__ import annotations
@@ -19,8 +21,12 @@ from typing import Any
 from pycontainerd import errdefs
 from pycontainerd.cli.common import client_from
 from pycontainerd.cli.tables import print_table
+from pycontainerd.daemon.config import DEFAULT_ROOT
+from pycontainerd.network.cni import CNI
 from pycontainerd.network.labels import LABEL_NETWORK, network_result
+from pycontainerd.network.manager import cni_container_id
 from pycontainerd.network.store import (
+    DEFAULT_BIN_DIRS,
     DEFAULT_BRIDGE,
     DEFAULT_CONF_DIR,
     DEFAULT_SUBNET,
@@ -34,17 +40,22 @@ DAEMON_CONFIG = "/etc/pycontainerd/config.toml"
 PLUGIN = "io.containerd.internal.v1.network"
 
 
+def _settings(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """The network plugin's table of the daemon's config file, and the daemon's root."""
+    path = Path(args.config)
+    if not path.is_file():
+        return {}, DEFAULT_ROOT
+    try:
+        doc = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise errdefs.InvalidArgument(f"config {path}: {exc}") from None
+    plugin = doc.get("plugins", {}).get(PLUGIN, {})
+    return (plugin if isinstance(plugin, dict) else {}), str(doc.get("root", DEFAULT_ROOT))
+
+
 def store_from(args: argparse.Namespace) -> NetworkStore:
     """The network store of ``--conf-dir`` or of the daemon's config file."""
-    settings: dict[str, Any] = {}
-    path = Path(args.config)
-    if path.is_file():
-        try:
-            doc = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise errdefs.InvalidArgument(f"config {path}: {exc}") from None
-        plugin = doc.get("plugins", {}).get(PLUGIN, {})
-        settings = plugin if isinstance(plugin, dict) else {}
+    settings, _ = _settings(args)
     return NetworkStore(
         args.conf_dir or str(settings.get("conf_dir", DEFAULT_CONF_DIR)),
         default_subnet=str(settings.get("default_subnet", DEFAULT_SUBNET)),
@@ -114,6 +125,21 @@ def _show_result(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    settings, root = _settings(args)
+    with client_from(args) as client:
+        container = client.containers.get(args.id)
+        namespace = client.namespace
+    result = network_result(container.labels)
+    if result is None:
+        raise errdefs.NotFound(f"container {args.id}: not attached to a network")
+    bin_dirs = settings.get("bin_dirs", list(DEFAULT_BIN_DIRS))
+    cni = CNI(bin_dirs, Path(args.root or root) / PLUGIN / "results")
+    cni.check(str(result["network"]), container_id=cni_container_id(namespace, container.id))
+    print(f"{args.id}: {result['network']} ok")
+    return 0
+
+
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``pyctr network``."""
     p = sub.add_parser("network", aliases=["networks", "net"], help="manage CNI networks")
@@ -161,3 +187,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     result.add_argument("id", metavar="<container>")
     result.set_defaults(func=_show_result)
+
+    check = cmds.add_parser(
+        "check",
+        help="run CNI CHECK on a container's attachment (on the daemon's host)",
+        description="run CNI CHECK of the container's network with the result the daemon cached",
+    )
+    check.add_argument("id", metavar="<container>")
+    check.add_argument("--root", default="", help="the daemon's root (default: from --config)")
+    check.set_defaults(func=_check)
