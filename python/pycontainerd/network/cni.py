@@ -279,15 +279,18 @@ class CNI:
         netns: str,
         ifname: str = "eth0",
         capability_args: Mapping[str, Any] | None = None,
+        cache: bool = True,
     ) -> dict[str, Any]:
         """ADD: every plugin in order; the last result is cached and returned.
 
         A failure leaves what earlier plugins made: the caller runs :meth:`delete` (which
-        works from the cache entry written before the first plugin runs).
+        works from the cache entry written before the first plugin runs). ``cache=False``
+        is for what needs no DEL (``lo`` in a namespace that is removed after).
         """
         caps = dict(capability_args or {})
         attachment = CachedAttachment(container_id, netns, ifname, conflist, caps, None)
-        self._write_cache(attachment)
+        if cache:
+            self._write_cache(attachment)
         result: dict[str, Any] | None = None
         for plugin in conflist.plugins:
             result = self._exec(
@@ -300,7 +303,10 @@ class CNI:
                 prev_result=result,
                 capability_args=caps,
             )
-            self._write_cache(CachedAttachment(container_id, netns, ifname, conflist, caps, result))
+            if cache:
+                self._write_cache(
+                    CachedAttachment(container_id, netns, ifname, conflist, caps, result)
+                )
         assert result is not None
         return result
 

@@ -396,7 +396,10 @@ class NetworkManager:
             os.replace(tmp, record)
         try:
             _native.netns_create(str(netns))
-            self.cni.add(LOOPBACK, container_id=attachment.cni_id, netns=str(netns), ifname="lo")
+            # lo goes with the namespace: no DEL, so no cache entry
+            self.cni.add(
+                LOOPBACK, container_id=attachment.cni_id, netns=str(netns), ifname="lo", cache=False
+            )
             result = self.cni.add(
                 conflist,
                 container_id=attachment.cni_id,
@@ -476,12 +479,14 @@ class NetworkManager:
             self.cni.delete(LOOPBACK.name, container_id=a.cni_id, ifname="lo", force=undo)
         except errdefs.ContainerdError as exc:
             log.warning("loopback DEL of %s/%s: %s", a.namespace, a.id, exc)
+        if errors:  # the record and the namespace stay: DEL is tried again later, in it
+            raise errdefs.Unknown(f"detach container {a.id} from network {a.network}: {errors[0]}")
         try:
             _native.netns_remove(a.netns)
         except errdefs.ContainerdError as exc:
             errors.append(exc)
         shutil.rmtree(self._etc_dir(a.namespace, a.id), ignore_errors=True)
-        if errors:  # the record stays: DEL is tried again later
+        if errors:
             raise errdefs.Unknown(f"detach container {a.id} from network {a.network}: {errors[0]}")
         with contextlib.suppress(FileNotFoundError):
             self._record_path(a.namespace, a.id).unlink()
