@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -29,7 +30,13 @@ from pycontainerd import Client, errdefs
 from pycontainerd.api.containerd.services.containers.v1 import containers_pb2, containers_pb2_grpc
 from pycontainerd.api.containerd.services.tasks.v1 import tasks_pb2, tasks_pb2_grpc
 from pycontainerd.containers import SPEC_TYPE_URL
-from pycontainerd.network import LABEL_RESULT, NetworkStore, container_labels, network_result
+from pycontainerd.network import (
+    LABEL_RESULT,
+    NetworkStore,
+    bridge_conflist,
+    container_labels,
+    network_result,
+)
 from pycontainerd.network.manager import cni_container_id
 from tests.fixtures.cni import IPAM_DIR, delete_link, remove_cni_rules, remove_ipam
 from tests.fixtures.containers import Stdio, fill_busybox, oci_spec
@@ -76,6 +83,8 @@ class Net:
         self.octets = (200 + secrets.randbelow(50), secrets.randbelow(256))
         self.subnet = self.subnet_of(0, 24)
         self.conf_dir = base / "net.d"
+        self.bin_dir = base / "cni-bin"  # plugins of the test's own, found first
+        self.bin_dir.mkdir()
         self.daemon: Daemon = make_daemon(base / "d")
         self.daemon.config.write_text(
             "version = 2\n"
@@ -83,6 +92,7 @@ class Net:
             f'  conf_dir = "{self.conf_dir}"\n'
             f'  default_subnet = "{self.subnet}"\n'
             f'  default_bridge = "{self.bridge}"\n'
+            f'  bin_dirs = ["{self.bin_dir}", "/usr/lib/cni"]\n'
         )
         self.daemon.start()
         self.tmp = base
@@ -478,3 +488,38 @@ def test_named_network_with_pyctr(net: Net) -> None:
     assert net.daemon.pyctr(*conf, "rm", name).stdout == f"{name}\n"
     assert not Path(f"/sys/class/net/{bridge}").exists()
     assert not (net.conf_dir / f"pycontainerd-{name}.conflist").exists()
+
+
+def test_failed_del_is_retried_after_a_restart(net: Net) -> None:
+    """A plugin gone at DEL: the task is deleted all the same, the attachment (namespace,
+    cache) stays and is detached on the next start, once the plugin is back."""
+    plugin = net.bin_dir / f"pcd-test-{net.tag}"
+    shutil.copy2("/usr/lib/cni/tuning", plugin)
+    name = f"retry-{net.tag}"
+    bridge = f"pcdr{net.tag}"
+    net.networks.append(name)
+    net.bridges.append(bridge)
+    conf = json.loads(bridge_conflist(name, bridge=bridge, subnet=net.subnet_of(3, 24)).to_json())
+    conf["plugins"].append({"type": plugin.name})
+    net.conf_dir.mkdir(exist_ok=True)
+    (net.conf_dir / f"{name}.conflist").write_text(json.dumps(conf))
+
+    net.create("kept", ["sleep", "1000"], container_labels(name))
+    assert len(links_of(bridge)) == 1
+    moved = plugin.rename(net.bin_dir / "away")
+    net.kill_and_delete("kept")
+    with pytest.raises(errdefs.NotFound, match="task kept not found"):
+        net.call(net.tasks.Get, tasks_pb2.GetRequest(container_id="kept"))
+    assert f"cni plugin {plugin.name} not found" in net.daemon.logs()
+    netns = net.state_dir() / "netns" / f"{net.namespace}-kept"
+    assert netns.exists()  # kept for the DEL to come, which needs it
+    assert LABEL_RESULT in net.labels("kept")
+
+    moved.rename(plugin)
+    net.client.close()
+    assert net.daemon.stop() == 0
+    net.daemon.start()
+    net._connect()
+    wait_detached(net, "kept")
+    assert links_of(bridge) == []
+    net.assert_clean()
