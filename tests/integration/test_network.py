@@ -360,7 +360,8 @@ def test_missing_plugin_is_refused_and_leaves_nothing(net: Net) -> None:
     }
     (net.conf_dir / "missing.conflist").write_text(json.dumps(conf))
     with pytest.raises(
-        errdefs.NotFound, match=r"cni plugin pcd-no-such-plugin not found in /usr/lib/cni"
+        errdefs.NotFound,
+        match=rf"cni plugin pcd-no-such-plugin not found in {net.bin_dir}, /usr/lib/cni",
     ):
         net.create("c1", ["true"], container_labels(f"missing-{net.tag}"))
     net.assert_clean()
