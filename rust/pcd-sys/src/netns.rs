@@ -112,4 +112,32 @@ mod tests {
         assert!(!is_pinned(&path));
         std::fs::remove_dir(&dir).unwrap();
     }
+
+    /// Needs CAP_SYS_ADMIN (tests run as root, as CI does).
+    #[test]
+    fn create_pins_a_new_namespace_and_remove_releases_it() {
+        let dir = std::env::temp_dir().join(format!("pcd-netns-pin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ns");
+        create(&path).unwrap();
+        assert!(is_pinned(&path));
+        let ours = std::fs::metadata("/proc/thread-self/ns/net").unwrap();
+        let pinned = std::fs::metadata(&path).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_ne!(
+            ours.ino(),
+            pinned.ino(),
+            "the caller's namespace never changes"
+        );
+        let again = create(&path).unwrap_err();
+        assert_eq!(again.kind(), io::ErrorKind::AlreadyExists);
+        assert!(
+            is_pinned(&path),
+            "a refused create leaves the first one alone"
+        );
+        remove(&path).unwrap();
+        assert!(!path.exists());
+        remove(&path).unwrap();
+        std::fs::remove_dir(&dir).unwrap();
+    }
 }
