@@ -5,7 +5,7 @@ daemon of its own started here:
 
 - pycontainerd: ``--net-host`` against ``--label pycontainerd.io/network=bridge`` (the daemon
   attaches the task to its default bridge network: netns, loopback, bridge, host-local, portmap,
-  firewall, tuning);
+  firewall);
 - containerd 1.6: ``--net-host`` against ``ctr run --cni``, where ctr itself runs CNI with the
   same plugins (containerd has no networking of its own outside CRI). ctr reads the first
   conflist of ``/etc/cni/net.d``: one is written there for the run (``00-pcd-bench-*``) and
@@ -129,7 +129,6 @@ def test_bridge_start_latency_containerd(benchmark: Any, rootfs: Path, tmp_path:
                     },
                     {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
                     {"type": "firewall"},
-                    {"type": "tuning"},
                 ],
             }
         )

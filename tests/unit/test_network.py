@@ -124,7 +124,7 @@ def test_store_default_network_written_on_first_use(tmp_path: Path) -> None:
     conf = store.get("bridge")
     assert conf.path == str(tmp_path / "net.d" / "pycontainerd-bridge.conflist")
     assert conf.cni_version == "1.0.0"
-    assert [p["type"] for p in conf.plugins] == ["bridge", "portmap", "firewall", "tuning"]
+    assert [p["type"] for p in conf.plugins] == ["bridge", "portmap", "firewall"]
     bridge = conf.plugins[0]
     assert (bridge["bridge"], bridge["isGateway"], bridge["ipMasq"]) == ("pcdq", True, True)
     assert bridge["ipam"]["ranges"] == [[{"subnet": "10.77.0.0/16"}]]

@@ -154,8 +154,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     create = cmds.add_parser(
         "create",
         help="create a bridge network",
-        description="write a bridge network's conflist (bridge, host-local, portmap, firewall, "
-        "tuning) as pycontainerd-<name>.conflist",
+        description="write a bridge network's conflist (bridge, host-local, portmap, firewall) "
+        "as pycontainerd-<name>.conflist",
     )
     create.add_argument("name", metavar="<name>")
     create.add_argument("--subnet", default="", help="its subnet (default: a free /24 of 10.89/16)")

@@ -4,8 +4,10 @@ A network is found by its conflist's ``name`` among the ``*.conflist`` and ``*.c
 ``conf_dir`` (in file-name order, as libcni). Networks made here are written as
 ``pycontainerd-<name>.conflist``, each with its own bridge and subnet: the bridge plugin (the
 gateway on the bridge, outbound NAT), host-local addresses, portmap for published ports (with
-SNAT, so ``127.0.0.1:HOSTPORT`` reaches the container), the firewall plugin and tuning. The
-network named ``bridge`` is written with the configured defaults the first time it is asked for.
+SNAT, so ``127.0.0.1:HOSTPORT`` reaches the container) and the firewall plugin (forwarding to
+and from the container's address allowed). No tuning plugin: without settings it does nothing
+but cost a process at each ADD and DEL. The network named ``bridge`` is written with the
+configured defaults the first time it is asked for.
 """
 
 from __future__ import annotations
@@ -99,7 +101,6 @@ def bridge_conflist(name: str, *, bridge: str, subnet: str) -> ConfList:
             },
             {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
             {"type": "firewall"},
-            {"type": "tuning"},
         ],
     }
     return ConfList(name=name, cni_version="1.0.0", plugins=tuple(doc["plugins"]), raw=doc, path="")
