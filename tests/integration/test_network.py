@@ -127,10 +127,18 @@ class Net:
         return self.client.call(method, request, timeout=timeout)
 
     def create(
-        self, id_: str, args: list[str], labels: dict[str, str], *, start: bool = True
+        self,
+        id_: str,
+        args: list[str],
+        labels: dict[str, str],
+        *,
+        start: bool = True,
+        hostname: bool = True,
     ) -> Stdio:
         self.client.snapshots(SNAPSHOTTER).prepare(id_, LAYER, labels=ROOT)
         spec = oci_spec(args, namespace=self.namespace, id_=id_)
+        if not hostname:
+            del spec["hostname"]
         self.call(
             self.containers.Create,
             containers_pb2.CreateContainerRequest(
@@ -523,4 +531,16 @@ def test_failed_del_is_retried_after_a_restart(net: Net) -> None:
     net._connect()
     wait_detached(net, "kept")
     assert links_of(bridge) == []
+    net.assert_clean()
+
+
+def test_hostname_defaults_to_the_container_id(net: Net) -> None:
+    script = (
+        "hostname; cat /etc/hostname; grep -c named /etc/hosts; "
+        "grep -c nameserver.127 /etc/resolv.conf"
+    )
+    io = net.create("unnamed", ["sh", "-c", script], container_labels("bridge"), hostname=False)
+    assert net.wait("unnamed") == 1, io.stderr.read()  # the last grep finds no loopback server
+    assert io.stdout.read() == "unnamed\nunnamed\n1\n0\n"
+    net.kill_and_delete("unnamed")
     net.assert_clean()

@@ -162,6 +162,11 @@ def _set_netns(spec: dict[str, Any], path: str) -> None:
     namespaces.append({"type": "network", "path": path})
 
 
+def _has_namespace(spec: Mapping[str, Any], kind: str) -> bool:
+    linux = spec.get("linux") or {}
+    return any(ns.get("type") == kind for ns in linux.get("namespaces") or [])
+
+
 def _add_file_mounts(spec: dict[str, Any], files: Mapping[str, Path]) -> None:
     mounts = spec.setdefault("mounts", [])
     taken = {m.get("destination") for m in mounts}
@@ -339,6 +344,8 @@ class NetworkManager:
                 self._attach_sync, namespace, container, network, ports
             )
         _set_netns(spec, attachment.netns)
+        if not spec.get("hostname") and _has_namespace(spec, "uts"):
+            spec["hostname"] = container.id  # the name /etc/hosts and /etc/hostname give it
         etc = self._etc_dir(namespace, container.id)
         _add_file_mounts(
             spec,
