@@ -334,18 +334,24 @@ class NetworkManager:
             spec = json.loads(container.spec.value)
         except ValueError:
             raise errdefs.InvalidArgument(f"container {container.id}: spec is not json") from None
-        async with self._lock(namespace, container.id):
-            existing = self.attachment(namespace, container.id)
-            if existing is not None:
-                if self._has_task(namespace, container.id):
-                    raise errdefs.AlreadyExists(f"task {container.id}: already exists")
-                await self._detach_locked(namespace, container.id)
-            attachment, summary = await asyncio.to_thread(
-                self._attach_sync, namespace, container, network, ports
-            )
-        _set_netns(spec, attachment.netns)
         if not spec.get("hostname") and _has_namespace(spec, "uts"):
             spec["hostname"] = container.id  # the name /etc/hosts and /etc/hostname give it
+        hostname = str(spec.get("hostname") or container.id)
+        async with self._lock(namespace, container.id):
+            if self._has_task(namespace, container.id):
+                raise errdefs.AlreadyExists(f"task {container.id}: already exists")
+            await self._detach_locked(namespace, container.id)  # what a crash may have left
+            attachment, summary = await asyncio.to_thread(
+                self._attach_sync, namespace, container.id, network, ports, hostname
+            )
+            try:
+                await asyncio.to_thread(
+                    self._set_label, namespace, container.id, json.dumps(summary)
+                )
+            except BaseException:
+                await asyncio.to_thread(self._detach_sync, attachment, undo=True)
+                raise
+        _set_netns(spec, attachment.netns)
         etc = self._etc_dir(namespace, container.id)
         _add_file_mounts(
             spec,
@@ -355,7 +361,6 @@ class NetworkManager:
                 "/etc/hostname": etc / "hostname",
             },
         )
-        await asyncio.to_thread(self._set_label, namespace, container.id, json.dumps(summary))
         return json.dumps(spec).encode()
 
     def _has_task(self, namespace: str, id_: str) -> bool:
@@ -377,27 +382,32 @@ class NetworkManager:
         return taken
 
     def _attach_sync(
-        self, namespace: str, container: Container, network: str, ports: tuple[PortMapping, ...]
+        self,
+        namespace: str,
+        id_: str,
+        network: str,
+        ports: tuple[PortMapping, ...],
+        hostname: str,
     ) -> tuple[Attachment, dict[str, Any]]:
         conflist = self.store.get(network)
         for plugin in conflist.plugins:  # a missing plugin fails before anything is made
             self.cni.find_plugin(str(plugin["type"]))
         self.cni.find_plugin("loopback")
-        netns = self.netns_path(namespace, container.id)
+        netns = self.netns_path(namespace, id_)
         attachment = Attachment(
             namespace=namespace,
-            id=container.id,
+            id=id_,
             network=conflist.name,
-            cni_id=cni_container_id(namespace, container.id),
+            cni_id=cni_container_id(namespace, id_),
             netns=str(netns),
             ports=ports,
             created_at=time.time_ns(),
         )
         netns.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
-        record = self._record_path(namespace, container.id)
+        record = self._record_path(namespace, id_)
         record.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         with self._ports_lock:  # two containers asking for one port: the first recorded wins
-            _check_ports_free(ports, self._taken_ports(namespace, container.id))
+            _check_ports_free(ports, self._taken_ports(namespace, id_))
             tmp = record.with_name(f".{record.name}.tmp")
             tmp.write_text(attachment.to_json())
             os.replace(tmp, record)
@@ -415,23 +425,20 @@ class NetworkManager:
                 capability_args={"portMappings": [p.to_cni() for p in ports]} if ports else {},
             )
             summary = summarize(conflist.name, result, ports)
-            hostname = str(json.loads(container.spec.value).get("hostname") or container.id)  # type: ignore[union-attr]
-            etc = self._etc_dir(namespace, container.id)
+            etc = self._etc_dir(namespace, id_)
             etc.mkdir(parents=True, exist_ok=True, mode=0o755)
             (etc / "hostname").write_text(hostname + "\n")
             (etc / "hosts").write_text(_hosts(hostname, summary))
             (etc / "resolv.conf").write_text(_resolv_conf(result))
         except BaseException as exc:
-            log.info(
-                "attach %s/%s to %s failed, undoing: %s", namespace, container.id, network, exc
-            )
+            log.info("attach %s/%s to %s failed, undoing: %s", namespace, id_, network, exc)
             try:
                 self._detach_sync(attachment, undo=True)
             except Exception as undo:
-                log.error("undo attach of %s/%s: %s", namespace, container.id, undo)
+                log.error("undo attach of %s/%s: %s", namespace, id_, undo)
             if isinstance(exc, errdefs.ContainerdError):
                 raise errdefs.from_code(
-                    exc.code, f"attach container {container.id} to network {network}: {exc.message}"
+                    exc.code, f"attach container {id_} to network {network}: {exc.message}"
                 ) from None
             raise
         return attachment, summary
