@@ -544,3 +544,26 @@ def test_hostname_defaults_to_the_container_id(net: Net) -> None:
     assert io.stdout.read() == "unnamed\nunnamed\n1\n0\n"
     net.kill_and_delete("unnamed")
     net.assert_clean()
+
+
+def test_ctr_run_with_the_network_label(net: Net) -> None:
+    """containerd's own ctr asks for a network with ``--label``: its default spec (a new
+    network namespace, no hostname) is attached like ours."""
+    rootfs = net.tmp / "rootfs"
+    fill_busybox(rootfs)
+    port = free_port()
+    ports = json.dumps([{"hostPort": port, "containerPort": 80}])
+    result = net.daemon.ctr(
+        "run", "--rm", "--label", "pycontainerd.io/network=bridge",
+        "--label", f"pycontainerd.io/ports={ports}", "--fifo-dir", str(net.tmp / "fifo"),
+        "--rootfs", str(rootfs), "ctr-net",
+        "/bin/sh", "-c", "hostname; ip -o -4 addr show eth0 | grep -o 'inet [0-9./]*'",
+        namespace=net.namespace,
+    )  # fmt: skip
+    prefix = net.subnet.rsplit(".", 1)[0]
+    hostname, address = result.stdout.splitlines()
+    assert hostname == "ctr-net"
+    assert address.startswith(f"inet {prefix}.")
+    assert address.endswith("/24")
+    net.ips.append(address.split()[1].split("/")[0])
+    net.assert_clean()  # --rm deleted the task: detached
