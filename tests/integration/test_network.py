@@ -199,8 +199,12 @@ class Net:
         for ip in self.ips:
             assert f"{ip}/32" not in rules, ip
             assert f" {ip}:" not in rules, ip
-        results = self.daemon.root / NETWORK_STATE / "results"
-        assert not results.is_dir() or not list(results.iterdir())
+        for kept in (
+            self.daemon.root / NETWORK_STATE / "results",  # the CNI result cache
+            self.daemon.root / NETWORK_STATE / "attachments",
+            self.state_dir() / "etc",  # hosts, resolv.conf, hostname
+        ):
+            assert not kept.is_dir() or not list(kept.iterdir()), list(kept.iterdir())
 
     def close(self) -> None:
         for id_ in self.ids:

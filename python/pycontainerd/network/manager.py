@@ -502,8 +502,12 @@ class NetworkManager:
         shutil.rmtree(self._etc_dir(a.namespace, a.id), ignore_errors=True)
         if errors:
             raise errdefs.Unknown(f"detach container {a.id} from network {a.network}: {errors[0]}")
+        record = self._record_path(a.namespace, a.id)
         with contextlib.suppress(FileNotFoundError):
-            self._record_path(a.namespace, a.id).unlink()
+            record.unlink()
+        for empty in (record.parent, self._etc_dir(a.namespace, a.id).parent):
+            with contextlib.suppress(OSError):  # the namespace's last attachment: its directory
+                empty.rmdir()
 
     # -- checks and reconciliation
 
@@ -523,13 +527,27 @@ class NetworkManager:
                 "container %s/%s has no task: detaching it from %s", a.namespace, a.id, a.network
             )
             await self.release(a.namespace, a.id)
+        await asyncio.to_thread(self._remove_strays)
+
+    def _remove_strays(self) -> None:
+        """Namespaces and files under the state directory that no attachment holds."""
+        attached = self.attachments()
         netns_dir = self.state / "netns"
         if netns_dir.is_dir():
-            recorded = {a.netns for a in self.attachments()}
+            recorded = {a.netns for a in attached}
             for path in netns_dir.iterdir():
                 if str(path) not in recorded:
                     with contextlib.suppress(errdefs.ContainerdError):
-                        await asyncio.to_thread(_native.netns_remove, str(path))
+                        _native.netns_remove(str(path))
+        etc = self.state / "etc"
+        if etc.is_dir():
+            kept = {(a.namespace, a.id) for a in attached}
+            for ns_dir in etc.iterdir():
+                for d in ns_dir.iterdir() if ns_dir.is_dir() else []:
+                    if (ns_dir.name, d.name) not in kept:
+                        shutil.rmtree(d, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    ns_dir.rmdir()
 
     async def _watch(self, exchange: Exchange) -> None:
         # subscribed first: a task deleted while the tasks are loaded is seen either way
