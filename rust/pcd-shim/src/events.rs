@@ -2,6 +2,8 @@
 //! the daemon's ttrpc socket (`TTRPC_ADDRESS`). One thread sends them in order; while the daemon
 //! is unreachable it keeps the queue and retries, so the task API never waits for the daemon.
 
+use std::os::fd::IntoRawFd;
+use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Mutex;
 use std::thread;
@@ -144,6 +146,16 @@ impl Publisher {
     }
 }
 
+/// Connects to the daemon's ttrpc socket. The socket is opened here, not by
+/// `ttrpc::Client::connect`, which leaks the descriptor when the connection is refused: while the
+/// daemon is down every retry would cost the shim one descriptor.
+fn connect(address: &str) -> std::io::Result<ttrpc::Client> {
+    let path = address.strip_prefix("unix://").unwrap_or(address);
+    let stream = UnixStream::connect(path)?;
+    ttrpc::Client::new(stream.into_raw_fd())
+        .map_err(|e| std::io::Error::other(format!("ttrpc client: {e:?}")))
+}
+
 fn send_loop(address: &str, namespace: &str, rx: Receiver<Msg>) {
     let mut client: Option<EventsClient> = None;
     let mut queue: std::collections::VecDeque<Box<Envelope>> = std::collections::VecDeque::new();
@@ -179,7 +191,10 @@ fn send_loop(address: &str, namespace: &str, rx: Receiver<Msg>) {
         }
         let Some(env) = queue.front() else { continue };
         if client.is_none() {
-            client = ttrpc::Client::connect(address).ok().map(EventsClient::new);
+            match connect(address) {
+                Ok(c) => client = Some(EventsClient::new(c)),
+                Err(e) => debug!("forward {}: connect {address}: {e}", env.topic),
+            }
         }
         let sent = match client.as_ref() {
             Some(c) => {
@@ -208,7 +223,10 @@ fn send_loop(address: &str, namespace: &str, rx: Receiver<Msg>) {
                 }
             }
             Err(e) => {
-                debug!("forward {}: {e:?}", env.topic);
+                if client.is_some() {
+                    debug!("forward {}: {e:?}", env.topic);
+                }
+                // Dropping the client closes its connection.
                 client = None;
                 thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(2));

@@ -4,8 +4,10 @@
 //! - stdout and stderr: the shim opens the FIFO for reading too (and never reads it), so writing
 //!   never fails when the client goes away (`ctr run -d`); the copy ends when the process side
 //!   reaches end of file, and closing the FIFO's only writer gives the client its end of file.
-//! - stdin: opened in its copy thread (the open waits for the client's writer); the pipe to the
-//!   process is closed on the client's end of file or on CloseIO.
+//! - stdin: as containerd's runc shim does, the shim opens the FIFO for reading and also holds a
+//!   writer of its own, so the copy never sees end of file while the client is between writes.
+//!   CloseIO closes only that extra writer: the copy drains what the client wrote, reaches end of
+//!   file once the client's writer is closed too, and then closes the process's stdin.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -14,10 +16,10 @@ use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::thread;
 
-use nix::fcntl::OFlag;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::unistd::{fchown, pipe2, Gid, Uid};
 
 use crate::runc::Stdio3;
@@ -38,17 +40,48 @@ pub struct Paths {
 /// The shim's side of a running process's stdio.
 #[derive(Debug, Default)]
 pub struct ProcessIo {
-    /// The writer into the process's stdin; taken (closed) by CloseIO.
-    pub stdin: Arc<Mutex<Option<File>>>,
+    /// The shim's own writer of the stdin FIFO, which keeps the copy from seeing end of file;
+    /// taken (closed) by CloseIO.
+    pub stdin_closer: Mutex<Option<File>>,
     /// The pty master of a terminal process (for ResizePty).
     pub console: Option<File>,
 }
 
 impl ProcessIo {
-    /// Closes the process's stdin.
+    /// CloseIO: closes the shim's hold on the stdin FIFO. The copy delivers whatever the client
+    /// wrote, then closes the process's stdin when the client's writer is closed too.
     pub fn close_stdin(&self) {
-        self.stdin.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.stdin_closer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
     }
+}
+
+/// The stdin FIFO opened for the copy: its reader, and (for a FIFO) the shim's extra writer.
+/// Neither open waits: the reader is opened non-blocking (then made blocking), so the writer
+/// finds a reader.
+fn open_stdin(path: &str) -> io::Result<(File, Option<File>)> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("open stdin {path}: {e}")))?;
+    if !meta.file_type().is_fifo() {
+        let from = File::open(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("open stdin {path}: {e}")))?;
+        return Ok((from, None));
+    }
+    let from = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("open stdin {path}: {e}")))?;
+    let closer = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("open stdin {path}: {e}")))?;
+    let flags = OFlag::from_bits_truncate(fcntl(&from, FcntlArg::F_GETFL)?);
+    fcntl(&from, FcntlArg::F_SETFL(flags & !OFlag::O_NONBLOCK))?;
+    Ok((from, Some(closer)))
 }
 
 /// The hidden action of the shim executable that starts a logging binary (see [`binary_logger`]).
@@ -170,30 +203,29 @@ fn spawn_copy_out(from: File, path: &str) -> io::Result<()> {
     Ok(())
 }
 
-fn spawn_copy_in(path: String, to: Arc<Mutex<Option<File>>>) -> io::Result<()> {
+/// Copies the stdin FIFO into the process until end of file (the client's writer and the shim's
+/// extra writer both closed), then closes the process's stdin. Returns the extra writer.
+fn spawn_copy_in(path: &str, mut to: File) -> io::Result<Option<File>> {
+    let (mut from, closer) = open_stdin(path)?;
     thread::Builder::new()
         .name("stdin".into())
         .stack_size(64 * 1024)
         .spawn(move || {
-            let Ok(mut from) = File::open(&path) else {
-                to.lock().unwrap_or_else(|e| e.into_inner()).take();
-                return;
-            };
             let mut buf = vec![0u8; 32 * 1024];
             loop {
                 let n = match from.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
+                    Ok(0) => break,
                     Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
                 };
-                let mut guard = to.lock().unwrap_or_else(|e| e.into_inner());
-                let Some(w) = guard.as_mut() else { return };
-                if w.write_all(&buf[..n]).is_err() {
+                if to.write_all(&buf[..n]).is_err() {
                     break;
                 }
             }
-            to.lock().unwrap_or_else(|e| e.into_inner()).take();
+            drop(to);
         })?;
-    Ok(())
+    Ok(closer)
 }
 
 /// Pipes for a process without a terminal. `start` runs the copies once the process holds its
@@ -258,18 +290,18 @@ pub fn pipes(paths: &Paths, uid: u32, gid: u32) -> io::Result<(Stdio3, PipeIo)> 
 impl PipeIo {
     /// Starts the copy threads; returns the handles the process keeps.
     pub fn start(self) -> io::Result<ProcessIo> {
-        let stdin = Arc::new(Mutex::new(self.stdin_w.map(File::from)));
+        let mut closer = None;
+        if let Some(w) = self.stdin_w {
+            closer = spawn_copy_in(&self.paths.stdin, File::from(w))?;
+        }
         if let Some(r) = self.stdout_r {
             spawn_copy_out(File::from(r), &self.paths.stdout)?;
         }
         if let Some(r) = self.stderr_r {
             spawn_copy_out(File::from(r), &self.paths.stderr)?;
         }
-        if !self.paths.stdin.is_empty() {
-            spawn_copy_in(self.paths.stdin.clone(), stdin.clone())?;
-        }
         Ok(ProcessIo {
-            stdin,
+            stdin_closer: Mutex::new(closer),
             console: None,
         })
     }
@@ -320,16 +352,15 @@ impl Drop for ConsoleSocket {
 pub fn start_console(master: File, paths: &Paths) -> io::Result<ProcessIo> {
     check_fifo(&paths.stdin, "stdin")?;
     check_fifo(&paths.stdout, "stdout")?;
-    let stdin = Arc::new(Mutex::new(None));
+    let mut closer = None;
     if !paths.stdin.is_empty() {
-        *stdin.lock().unwrap_or_else(|e| e.into_inner()) = Some(master.try_clone()?);
-        spawn_copy_in(paths.stdin.clone(), stdin.clone())?;
+        closer = spawn_copy_in(&paths.stdin, master.try_clone()?)?;
     }
     if !paths.stdout.is_empty() {
         spawn_copy_out(master.try_clone()?, &paths.stdout)?;
     }
     Ok(ProcessIo {
-        stdin,
+        stdin_closer: Mutex::new(closer),
         console: Some(master),
     })
 }

@@ -22,6 +22,7 @@ use containerd_shim_protos::types::mount::Mount;
 use containerd_shim_protos::types::task::Status;
 use containerd_shim_protos::{create_events, Events, TaskClient};
 use nix::sys::stat::Mode;
+use sha2::Digest;
 use tempfile::TempDir;
 
 const SHIM: &str = env!("CARGO_BIN_EXE_containerd-shim-pycontainerd-v2");
@@ -48,6 +49,11 @@ impl Shim {
 
     /// Prepares a bundle running `args`, starts the shim (events to `ttrpc_address`).
     fn start(id: &str, args: &[&str], ttrpc_address: Option<&Path>) -> Shim {
+        Self::start_logged(id, args, ttrpc_address, false)
+    }
+
+    /// As [`Shim::start`]; with `debug`, the shim logs at debug level into the bundle's `log`.
+    fn start_logged(id: &str, args: &[&str], ttrpc_address: Option<&Path>, debug: bool) -> Shim {
         let dir = tempfile::Builder::new()
             .prefix("pcd-shim-")
             .tempdir()
@@ -73,6 +79,10 @@ impl Shim {
         fs::write(bundle.join("config.json"), spec.to_string()).unwrap();
 
         let mut cmd = Command::new(SHIM);
+        if debug {
+            fs::write(bundle.join("log"), "").unwrap();
+            cmd.arg("-debug");
+        }
         cmd.args(["-namespace", NS, "-address"])
             .arg(dir.path().join("daemon.sock"))
             .args(["-publish-binary", "/bin/true", "-id", id, "start"])
@@ -109,7 +119,19 @@ impl Shim {
 
     /// Creates the task with the busybox root bind-mounted and stdout/stderr into `stdout`.
     fn create(&self, stdout: Option<&Path>) -> ttrpc::Result<api::CreateTaskResponse> {
+        self.create_with_stdin(None, stdout)
+    }
+
+    /// As [`Shim::create`], with `stdin` as the init process's stdin FIFO.
+    fn create_with_stdin(
+        &self,
+        stdin: Option<&Path>,
+        stdout: Option<&Path>,
+    ) -> ttrpc::Result<api::CreateTaskResponse> {
         let mut req = api::CreateTaskRequest::new();
+        if let Some(p) = stdin {
+            req.stdin = p.to_string_lossy().into();
+        }
         req.id = self.id.clone();
         req.bundle = self.bundle.to_string_lossy().into();
         let mut m = Mount::new();
@@ -164,6 +186,14 @@ impl Shim {
         req.id = self.id.clone();
         req.exec_id = exec_id.into();
         self.client.state(ctx(), &req).unwrap()
+    }
+
+    fn close_io(&self, exec_id: &str) {
+        let mut req = api::CloseIORequest::new();
+        req.id = self.id.clone();
+        req.exec_id = exec_id.into();
+        req.stdin = true;
+        self.client.close_io(ctx(), &req).unwrap();
     }
 
     fn shim_pid(&self) -> u32 {
@@ -558,4 +588,131 @@ fn events_wait_for_the_daemon_and_arrive_in_order() {
     shim.shutdown();
     wait_until("the shim to exit", || gone(shim_pid));
     server.shutdown();
+}
+
+/// Opens the FIFO at `path` for writing, as a client does.
+fn fifo_writer(path: &Path) -> fs::File {
+    fs::OpenOptions::new().write(true).open(path).unwrap()
+}
+
+#[test]
+fn close_io_ends_stdin_only_after_the_clients_input() {
+    use std::io::Write;
+    // CloseIO means "no more input after what the client wrote": whatever is still in the FIFO,
+    // or written before the client closes its end, reaches the process; then its stdin closes.
+    let shim = Shim::start("stdin", &["/bin/busybox", "sha256sum"], None);
+    let data: Vec<u8> = (0..1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let digest: String = sha2::Sha256::digest(&data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let stdin = shim.fifo("stdin");
+    let out = shim.fifo("stdout");
+    let reader = read_fifo(&out);
+    shim.create_with_stdin(Some(&stdin), Some(&out)).unwrap();
+    shim.start_task("");
+    let mut w = fifo_writer(&stdin);
+    let (first, rest) = data.split_at(data.len() / 2);
+    w.write_all(first).unwrap();
+    shim.close_io("");
+    let wrote = w.write_all(rest);
+    drop(w);
+    assert_eq!(shim.wait("").exit_status, 0);
+    assert_eq!(
+        String::from_utf8(reader.join().unwrap()).unwrap(),
+        format!("{digest}  -\n")
+    );
+    wrote.unwrap();
+    shim.delete("").unwrap();
+    let shim_pid = shim.shim_pid();
+    shim.shutdown();
+    wait_until("the shim to exit", || gone(shim_pid));
+
+    // Execs with a short input, many times over.
+    let shim = Shim::start("stdin-exec", &["/bin/busybox", "sleep", "1000"], None);
+    shim.create(None).unwrap();
+    shim.start_task("");
+    for i in 0..20 {
+        let exec_id = format!("e{i}");
+        let stdin = shim.fifo(&format!("{exec_id}-in"));
+        let out = shim.fifo(&format!("{exec_id}-out"));
+        let reader = read_fifo(&out);
+        let process = serde_json::json!({
+            "args": ["/bin/busybox", "wc", "-c"],
+            "cwd": "/",
+            "env": ["PATH=/bin"],
+            "user": {"uid": 0, "gid": 0},
+        });
+        let mut req = api::ExecProcessRequest::new();
+        req.id = shim.id.clone();
+        req.exec_id = exec_id.clone();
+        req.stdin = stdin.to_string_lossy().into();
+        req.stdout = out.to_string_lossy().into();
+        let mut spec = Any::new();
+        spec.type_url = "types.containerd.io/opencontainers/runtime-spec/1/Process".into();
+        spec.value = process.to_string().into_bytes();
+        req.spec = Some(spec).into();
+        shim.client.exec(ctx(), &req).unwrap();
+        shim.start_task(&exec_id);
+        // ctr's order: the whole input, the FIFO closed, then CloseIO.
+        let input = format!("short input {i}\n");
+        fifo_writer(&stdin).write_all(input.as_bytes()).unwrap();
+        shim.close_io(&exec_id);
+        assert_eq!(shim.wait(&exec_id).exit_status, 0);
+        let got = String::from_utf8(reader.join().unwrap()).unwrap();
+        assert_eq!(got.trim(), input.len().to_string(), "exec {exec_id}");
+        shim.delete(&exec_id).unwrap();
+    }
+    shim.kill("", 9).unwrap();
+    shim.wait("");
+    shim.delete("").unwrap();
+    let shim_pid = shim.shim_pid();
+    shim.shutdown();
+    wait_until("the shim to exit", || gone(shim_pid));
+}
+
+fn fd_count(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+}
+
+#[test]
+fn event_retries_while_the_daemon_is_down_leak_no_descriptors() {
+    let events_dir = tempfile::Builder::new()
+        .prefix("pcd-events-")
+        .tempdir()
+        .unwrap();
+    // Nothing listens there: every attempt to forward the event fails.
+    let sock = events_dir.path().join("daemon.sock.ttrpc");
+    let shim = Shim::start_logged(
+        "retries",
+        &["/bin/busybox", "sleep", "1000"],
+        Some(&sock),
+        true,
+    );
+    let shim_pid = shim.shim_pid();
+    shim.create(None).unwrap();
+    let attempts = || {
+        fs::read_to_string(shim.bundle.join("log"))
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("forward /tasks/create"))
+            .count()
+    };
+    wait_until("three failed attempts", || attempts() >= 3);
+    let before = fd_count(shim_pid);
+    let seen = attempts();
+    wait_until("four more failed attempts", || attempts() >= seen + 4);
+    let after = fd_count(shim_pid);
+    assert!(
+        after <= before,
+        "descriptors grew from {before} to {after} over {} retries",
+        attempts() - seen
+    );
+    shim.kill("", 9).unwrap();
+    shim.wait("");
+    shim.delete("").unwrap();
+    shim.shutdown();
+    wait_until("the shim to exit", || gone(shim_pid));
 }
