@@ -22,7 +22,7 @@ from pycontainerd.namespaces import Namespace
 from pycontainerd.version import REVISION, VERSION
 
 if TYPE_CHECKING:
-    from pycontainerd.client import Client, PluginInfo, ServerInfo, Version
+    from pycontainerd.client import AsyncClient, Client, PluginInfo, ServerInfo, Version
 
 __version__ = VERSION
 
@@ -30,6 +30,7 @@ __all__ = [
     "REVISION",
     "VERSION",
     "AlreadyExists",
+    "AsyncClient",
     "Client",
     "ContainerdError",
     "FailedPrecondition",
@@ -44,7 +45,7 @@ __all__ = [
     "__version__",
 ]
 
-_LAZY = {"Client", "PluginInfo", "ServerInfo", "Version"}
+_LAZY = {"AsyncClient", "Client", "PluginInfo", "ServerInfo", "Version"}
 
 
 def __getattr__(name: str) -> Any:

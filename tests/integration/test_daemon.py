@@ -276,15 +276,18 @@ def test_disabled_plugin_is_not_loaded(tmp_path: Path) -> None:
 def test_client_to_a_dead_socket_fails_within_its_timeout(tmp_path: Path) -> None:
     address = str(tmp_path / "nothing.sock")
     start = time.monotonic()
+    client = Client(address, timeout=0.5)  # connects on first use
     with pytest.raises(Unavailable, match=f"connect to {address}: no such file or directory"):
-        Client(address, timeout=0.5)
+        client.version()
+    with pytest.raises(Unavailable, match=f"connect to {address}: no such file or directory"):
+        client.connect()
     assert time.monotonic() - start < 5
     # a socket file where nobody listens
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.bind(address)
     s.close()
     with pytest.raises(Unavailable, match=f"connect to {address}: connection refused"):
-        Client(address, timeout=0.5)
+        Client(address, timeout=0.5).connect()
 
 
 def test_health_check_serves(daemon: Daemon) -> None:

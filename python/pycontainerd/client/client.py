@@ -6,52 +6,49 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cached_property
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
-
-import grpc
-from google.protobuf import empty_pb2
-from google.protobuf.message import Message
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, overload
 
 from pycontainerd import namespaces as nsmod
-from pycontainerd.api.containerd.services.introspection.v1 import (
-    introspection_pb2,
-    introspection_pb2_grpc,
-)
-from pycontainerd.api.containerd.services.version.v1 import version_pb2_grpc
 from pycontainerd.client.connection import DEFAULT_ADDRESS, Connection
-from pycontainerd.client.containers import DEFAULT_RUNTIME, ContainersAPI
-from pycontainerd.client.content import ProxyContentStore
-from pycontainerd.client.diff import ProxyDiff
-from pycontainerd.client.events import EventsAPI, EventStream
-from pycontainerd.client.images import (
-    ImagesAPI,
-    PlatformSpec,
-    fetch_image,
-    fetch_matcher,
-    pull_matcher,
-)
-from pycontainerd.client.leases import LeasesAPI
-from pycontainerd.client.namespaces import NamespacesAPI
-from pycontainerd.client.snapshots import ProxySnapshotter
-from pycontainerd.client.tasks import ContainerHandle, Task, TasksAPI
-from pycontainerd.events import Envelope
-from pycontainerd.images.image import Image
-from pycontainerd.images.progress import ProgressFunc
-from pycontainerd.images.pull import DEFAULT_MAX_CONCURRENT_DOWNLOADS
-from pycontainerd.leases import Lease
-from pycontainerd.platforms import Platform
-from pycontainerd.remotes import Resolver
-from pycontainerd.snapshots import DEFAULT_SNAPSHOTTER
-from pycontainerd.unpack import UnpackResult
 
 if TYPE_CHECKING:
+    import grpc
+    from google.protobuf.message import Message
+
     from pycontainerd import cio
+    from pycontainerd.api.containerd.services.introspection.v1 import introspection_pb2
+    from pycontainerd.client.containers import ContainersAPI
+    from pycontainerd.client.content import ProxyContentStore
+    from pycontainerd.client.diff import ProxyDiff
+    from pycontainerd.client.events import EventsAPI, EventStream
+    from pycontainerd.client.images import ImagesAPI, PlatformSpec
+    from pycontainerd.client.leases import LeasesAPI
+    from pycontainerd.client.namespaces import NamespacesAPI
     from pycontainerd.client.run import MountSpec, RunResult
+    from pycontainerd.client.snapshots import ProxySnapshotter
+    from pycontainerd.client.tasks import ContainerHandle, Task, TasksAPI
+    from pycontainerd.events import Envelope
+    from pycontainerd.images.image import Image
+    from pycontainerd.images.progress import ProgressFunc
+    from pycontainerd.leases import Lease
+    from pycontainerd.platforms import Platform
+    from pycontainerd.remotes import Resolver
+    from pycontainerd.unpack import UnpackResult
 
 __all__ = ["Client", "PluginInfo", "ServerInfo", "Version"]
 
 Resp = TypeVar("Resp")
+
+# Defaults of the keyword arguments below, spelled here so that importing the client loads
+# neither the image nor the snapshot machinery (tests/unit check they match their sources).
+#: ``pycontainerd.snapshots.DEFAULT_SNAPSHOTTER``
+DEFAULT_SNAPSHOTTER: Final = "overlayfs"
+#: ``pycontainerd.client.containers.DEFAULT_RUNTIME``
+DEFAULT_RUNTIME: Final = "io.containerd.runc.v2"
+#: ``pycontainerd.images.pull.DEFAULT_MAX_CONCURRENT_DOWNLOADS``
+DEFAULT_MAX_CONCURRENT_DOWNLOADS: Final = 3
 
 
 @dataclass(frozen=True)
@@ -90,6 +87,8 @@ class PluginInfo:
 
 
 def _plugin_from_proto(p: introspection_pb2.Plugin) -> PluginInfo:
+    from pycontainerd.platforms import Platform
+
     return PluginInfo(
         type=p.type,
         id=p.id,
@@ -104,9 +103,12 @@ def _plugin_from_proto(p: introspection_pb2.Plugin) -> PluginInfo:
 class Client:
     """A connection to a pycontainerd (or containerd) daemon.
 
-    ``with Client("/run/pycontainerd/pycontainerd.sock", namespace="default") as c:``. The
-    constructor connects, and fails with :class:`~pycontainerd.errdefs.Unavailable` naming the
-    address when no daemon answers within ``timeout`` seconds. ``call_timeout`` bounds each call.
+    ``with Client("/run/pycontainerd/pycontainerd.sock", namespace="default") as c:``.
+    Making a client does no I/O: the connection is made by the first call, and a daemon
+    that cannot be reached (no socket, nobody listening, or gone since) fails that call
+    with :class:`~pycontainerd.errdefs.Unavailable` naming the address, at once.
+    :meth:`connect` connects now, waiting up to ``timeout`` seconds for a daemon that is
+    starting. ``call_timeout`` bounds each call.
 
     ``lease``, when set (or inside :meth:`with_lease`), is sent with the client's calls:
     the content they write belongs to that lease.
@@ -126,14 +128,11 @@ class Client:
         self.lease = lease
         self._conn = Connection(self.address, timeout=timeout)
         self._call_timeout = call_timeout
-        self._version = version_pb2_grpc.VersionStub(self._conn.channel)
-        self._introspection = introspection_pb2_grpc.IntrospectionStub(self._conn.channel)
-        self.namespaces = NamespacesAPI(self._conn, call_timeout, lambda: self.namespace)
         self._content: ProxyContentStore | None = None
         self._leases: LeasesAPI | None = None
-        self.images = ImagesAPI(self)
-        self.containers = ContainersAPI(self)
-        self.tasks = TasksAPI(self)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.address!r} namespace={self.namespace!r}>"
 
     def __enter__(self) -> Client:
         return self
@@ -146,13 +145,50 @@ class Client:
     ) -> None:
         self.close()
 
+    def connect(self, timeout: float | None = None) -> None:
+        """Connect now (calls connect by themselves): wait up to ``timeout`` seconds (default
+        the client's ``timeout``) for a daemon that accepts connections but does not answer
+        yet; :class:`~pycontainerd.errdefs.Unavailable` naming the address if none does, at
+        once when the socket is missing or nobody listens on it."""
+        self._conn.connect(timeout)
+
     def close(self) -> None:
         """Close the connection; the client cannot be used afterwards."""
         self._conn.close()
 
+    @cached_property
+    def namespaces(self) -> NamespacesAPI:
+        """The daemon's namespaces."""
+        from pycontainerd.client.namespaces import NamespacesAPI
+
+        return NamespacesAPI(self._conn, self._call_timeout, lambda: self.namespace)
+
+    @cached_property
+    def images(self) -> ImagesAPI:
+        """The image records of this client's namespace, and moving images in and out."""
+        from pycontainerd.client.images import ImagesAPI
+
+        return ImagesAPI(self)
+
+    @cached_property
+    def containers(self) -> ContainersAPI:
+        """The container records of this client's namespace."""
+        from pycontainerd.client.containers import ContainersAPI
+
+        return ContainersAPI(self)
+
+    @cached_property
+    def tasks(self) -> TasksAPI:
+        """The tasks of this client's namespace."""
+        from pycontainerd.client.tasks import TasksAPI
+
+        return TasksAPI(self)
+
     @property
     def content(self) -> ProxyContentStore:
         """The daemon's content store in this client's namespace (a ``content.Store``)."""
+        from pycontainerd.client.content import ProxyContentStore
+
         store = self._content
         if store is None or store.namespace != self.namespace or store.lease != self.lease:
             store = self._content = ProxyContentStore(
@@ -162,12 +198,16 @@ class Client:
 
     def snapshots(self, name: str = DEFAULT_SNAPSHOTTER) -> ProxySnapshotter:
         """The daemon's snapshotter ``name`` in this client's namespace (a ``Snapshotter``)."""
+        from pycontainerd.client.snapshots import ProxySnapshotter
+
         return ProxySnapshotter(
             self._conn, self.namespace, name, timeout=self._call_timeout, lease=self.lease
         )
 
     def diff(self) -> ProxyDiff:
         """The daemon's differ in this client's namespace (``Applier`` and ``Comparer``)."""
+        from pycontainerd.client.diff import ProxyDiff
+
         return ProxyDiff(self._conn, self.namespace, timeout=self._call_timeout, lease=self.lease)
 
     def events(self, *filters: str) -> EventStream:
@@ -187,11 +227,15 @@ class Client:
         self._events_api().forward(envelope)
 
     def _events_api(self) -> EventsAPI:
+        from pycontainerd.client.events import EventsAPI
+
         return EventsAPI(self._conn, self.namespace, self._call_timeout)
 
     @property
     def leases(self) -> LeasesAPI:
         """The daemon's leases in this client's namespace."""
+        from pycontainerd.client.leases import LeasesAPI
+
         api = self._leases
         if api is None or api.namespace != self.namespace:
             api = self._leases = LeasesAPI(self._conn, self.namespace, self._call_timeout)
@@ -248,6 +292,8 @@ class Client:
         layers are unpacked into ``snapshotter`` while they download, the first matching
         platform's; ``unpacked`` receives what the unpack did.
         """
+        from pycontainerd.client.images import fetch_image, pull_matcher
+
         matcher, limit = pull_matcher(platform, all_platforms)
         return fetch_image(
             self,
@@ -279,6 +325,8 @@ class Client:
         """containerd's ``Client.Fetch`` (``ctr content fetch``): every manifest matching
         ``platform`` (default this machine's, exactly), with ``all_metadata`` the other
         platforms' manifests and configs too; recorded as an image."""
+        from pycontainerd.client.images import fetch_image, fetch_matcher
+
         return fetch_image(
             self,
             ref,
@@ -294,6 +342,8 @@ class Client:
 
     def container(self, container_id: str) -> ContainerHandle:
         """A handle on the container ``container_id``, to create and find its task."""
+        from pycontainerd.client.tasks import ContainerHandle
+
         return ContainerHandle(self, container_id)
 
     @overload
@@ -451,17 +501,33 @@ class Client:
         )
 
     def version(self) -> Version:
-        resp = self._conn.call(self._version.Version, empty_pb2.Empty(), timeout=self._call_timeout)
+        """The daemon's version and revision."""
+        from google.protobuf import empty_pb2
+
+        from pycontainerd.api.containerd.services.version.v1 import version_pb2_grpc
+
+        stub = version_pb2_grpc.VersionStub(self.channel)
+        resp = self._conn.call(stub.Version, empty_pb2.Empty(), timeout=self._call_timeout)
         return Version(resp.version, resp.revision)
 
     def server(self) -> ServerInfo:
-        resp = self._conn.call(
-            self._introspection.Server, empty_pb2.Empty(), timeout=self._call_timeout
-        )
+        """Who the daemon is (its UUID)."""
+        from google.protobuf import empty_pb2
+
+        from pycontainerd.api.containerd.services.introspection.v1 import introspection_pb2_grpc
+
+        stub = introspection_pb2_grpc.IntrospectionStub(self.channel)
+        resp = self._conn.call(stub.Server, empty_pb2.Empty(), timeout=self._call_timeout)
         return ServerInfo(resp.uuid)
 
     def plugins(self, filters: Sequence[str] = ()) -> list[PluginInfo]:
         """The daemon's plugins, optionally filtered (``type==io.containerd.grpc.v1``)."""
+        from pycontainerd.api.containerd.services.introspection.v1 import (
+            introspection_pb2,
+            introspection_pb2_grpc,
+        )
+
+        stub = introspection_pb2_grpc.IntrospectionStub(self.channel)
         req = introspection_pb2.PluginsRequest(filters=list(filters))
-        resp = self._conn.call(self._introspection.Plugins, req, timeout=self._call_timeout)
+        resp = self._conn.call(stub.Plugins, req, timeout=self._call_timeout)
         return [_plugin_from_proto(p) for p in resp.plugins]
