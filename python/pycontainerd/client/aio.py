@@ -47,6 +47,7 @@ from typing import (
     overload,
 )
 
+from pycontainerd import errdefs
 from pycontainerd import namespaces as nsmod
 from pycontainerd.client.client import (
     DEFAULT_RUNTIME,
@@ -106,15 +107,20 @@ _END: Final = object()
 class _Runner:
     """Runs blocking calls of the sync core on a thread pool, in the caller's context."""
 
-    def __init__(self, max_workers: int) -> None:
+    def __init__(self, max_workers: int, what: str) -> None:
         self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="pycontainerd-aio")
+        self._what = what
+        self._closed = False
 
     async def __call__(self, fn: Callable[[], _R]) -> _R:
+        if self._closed:
+            raise errdefs.FailedPrecondition(f"{self._what} is closed")
         loop = asyncio.get_running_loop()
         ctx = contextvars.copy_context()
         return await loop.run_in_executor(self._pool, functools.partial(ctx.run, fn))
 
     def shutdown(self) -> None:
+        self._closed = True
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -667,7 +673,7 @@ class AsyncClient(_Async[Client]):
             call_timeout=call_timeout,
             lease=lease,
         )
-        super().__init__(client, _Runner(max_workers))
+        super().__init__(client, _Runner(max_workers, f"client of {client._conn.path}"))
 
     def __repr__(self) -> str:
         return f"<AsyncClient {self.address!r} namespace={self.namespace!r}>"
