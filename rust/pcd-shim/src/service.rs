@@ -88,6 +88,19 @@ struct State {
     cgroup_path: String,
     uid: u32,
     gid: u32,
+    /// A Create is in progress: a Delete of the task waits for it to end.
+    creating: bool,
+    /// Shutdown arrived during a Create: the shim exits when it ends without a task.
+    shutdown_requested: bool,
+    /// Shutdown was accepted: no new task is created.
+    shutting_down: bool,
+}
+
+impl State {
+    /// Whether a task is created and not deleted (or being created).
+    fn holds_task(&self) -> bool {
+        self.creating || (self.init.is_some() && !self.init_deleted)
+    }
 }
 
 impl State {
@@ -326,6 +339,9 @@ impl Service {
         }
     }
 
+    /// Create, marked in progress for its whole length: a Delete arriving meanwhile (a daemon
+    /// cleaning up after a create its client gave up on) waits for it and deletes what it made,
+    /// and a Shutdown meanwhile takes effect once it ends without a task.
     fn do_create(&self, req: &api::CreateTaskRequest) -> TResult<api::CreateTaskResponse> {
         self.check_id(&req.id)?;
         if !req.checkpoint.is_empty() {
@@ -334,12 +350,54 @@ impl Service {
                 "checkpoint restore is not supported",
             ));
         }
-        if self.lock().init.is_some() {
-            return Err(status(
-                Code::ALREADY_EXISTS,
-                format!("task {}: already exists", req.id),
-            ));
+        {
+            let mut st = self.lock();
+            if st.shutting_down {
+                return Err(precondition(format!(
+                    "task {}: the shim is shutting down",
+                    req.id
+                )));
+            }
+            if st.init.is_some() || st.creating {
+                return Err(status(
+                    Code::ALREADY_EXISTS,
+                    format!("task {}: already exists", req.id),
+                ));
+            }
+            st.creating = true;
         }
+        let result = self.create_task(req);
+        let mut st = self.lock();
+        st.creating = false;
+        self.cond.notify_all();
+        self.exit_if_requested(st);
+        result
+    }
+
+    /// Exits the shim if a Shutdown arrived while it could not take effect and no task is left.
+    fn exit_if_requested(&self, mut st: MutexGuard<'_, State>) {
+        if !st.shutdown_requested || st.holds_task() {
+            return;
+        }
+        st.shutting_down = true;
+        drop(st);
+        info!("task {}: shutting down as asked", self.id);
+        self.exit();
+    }
+
+    /// Unlinks the socket and tells the main thread to exit.
+    fn exit(&self) {
+        // Unlinked before the reply: the daemon may remove the bundle (and its `address`) as
+        // soon as it has it; the open listener keeps serving this connection.
+        let _ = fs::remove_file(&self.socket);
+        let _ = self
+            .shutdown
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(());
+    }
+
+    fn create_task(&self, req: &api::CreateTaskRequest) -> TResult<api::CreateTaskResponse> {
         let opts = runc_options(&req.options)?;
         let runc = Runc::new(
             &opts.binary_name,
@@ -603,6 +661,9 @@ impl Service {
             }
             return Ok(resp);
         }
+        while st.creating {
+            st = self.cond.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
         let runc = Self::runc_of(&st)?;
         let p = st
             .proc_mut("")
@@ -643,6 +704,7 @@ impl Service {
         self.publisher.publish(Event::Delete(e));
         self.cond.notify_all();
         info!("deleted task {}", self.id);
+        self.exit_if_requested(st);
         Ok(resp)
     }
 
@@ -964,24 +1026,28 @@ impl Task for Service {
         let st = self.lock();
         let mut resp = api::ConnectResponse::new();
         resp.shim_pid = std::process::id();
-        resp.task_pid = st.init.as_ref().map(|p| p.pid).unwrap_or(0);
+        // A deleted task is none: a daemon reconnecting after it died between Delete and
+        // Shutdown stops this shim instead of serving a task that is gone.
+        resp.task_pid = match &st.init {
+            Some(p) if !st.init_deleted => p.pid,
+            _ => 0,
+        };
         Ok(resp)
     }
 
     fn shutdown(&self, _ctx: &TtrpcContext, _req: api::ShutdownRequest) -> TResult<Empty> {
-        let st = self.lock();
-        if st.init.is_some() && !st.init_deleted {
+        let mut st = self.lock();
+        if st.creating {
+            // Takes effect when the Create ends, if it leaves no task (or once it is deleted).
+            st.shutdown_requested = true;
             return Ok(Empty::new());
         }
+        if st.holds_task() {
+            return Ok(Empty::new());
+        }
+        st.shutting_down = true;
         drop(st);
-        // Unlinked before the reply: the daemon may remove the bundle (and its `address`) as
-        // soon as it has it; the open listener keeps serving this connection.
-        let _ = fs::remove_file(&self.socket);
-        let _ = self
-            .shutdown
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send(());
+        self.exit();
         Ok(Empty::new())
     }
 }

@@ -716,3 +716,64 @@ fn event_retries_while_the_daemon_is_down_leak_no_descriptors() {
     shim.shutdown();
     wait_until("the shim to exit", || gone(shim_pid));
 }
+
+#[test]
+fn delete_and_shutdown_during_a_create_leave_nothing() {
+    // A daemon whose client gave up on a create deletes the task and shuts the shim down while
+    // the create still runs: the create is held at its logging binary until both were sent.
+    let shim = Shim::start("abandoned", &["/bin/busybox", "sleep", "1000"], None);
+    let started = shim.dir.path().join("logger-started");
+    let gate = shim.fifo("gate");
+    let script = format!(
+        "touch {}; cat {} >/dev/null; exec 5>&-; exec cat <&3 >/dev/null",
+        started.display(),
+        gate.display()
+    );
+    let uri = format!(
+        "binary:///bin/sh?-c={}",
+        script.replace('%', "%25").replace('&', "%26")
+    );
+    let connect = || TaskClient::new(ttrpc::Client::connect(&shim.address).unwrap());
+    let creating = std::thread::scope(|s| {
+        let create = s.spawn(|| shim.create(Some(Path::new(&uri))));
+        wait_until("the logging binary to start", || started.exists());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let client = connect();
+        let delete = s.spawn(move || {
+            let mut req = api::DeleteRequest::new();
+            req.id = "abandoned".into();
+            let r = client.delete(ctx(), &req);
+            let _ = tx.send(());
+            r
+        });
+        // The old shim answered at once; this one waits for the create to end.
+        let _ = rx.recv_timeout(Duration::from_secs(1));
+        let mut req = api::ShutdownRequest::new();
+        req.id = "abandoned".into();
+        let _ = connect().shutdown(ctx(), &req);
+        drop(fifo_writer(&gate));
+        let created = create.join().unwrap();
+        let _ = delete.join().unwrap();
+        created
+    });
+    let socket = shim.address.strip_prefix("unix://").unwrap().to_string();
+    wait_until("the shim to exit", || !Path::new(&socket).exists());
+    wait_until("the shim's connection to close", || {
+        let mut req = api::ConnectRequest::new();
+        req.id = "abandoned".into();
+        shim.client
+            .connect(ttrpc::context::with_timeout(1_000_000_000), &req)
+            .is_err()
+    });
+    assert!(!shim.rootfs_mounted(), "rootfs left mounted");
+    let listed = Command::new("runc")
+        .arg("--root")
+        .arg(shim.runc_root().join(NS))
+        .args(["list", "-q"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&listed.stdout).contains("abandoned"),
+        "container left: {creating:?}"
+    );
+}
