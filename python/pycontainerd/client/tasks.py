@@ -37,11 +37,13 @@ from google.protobuf.message import Message
 from pycontainerd import cio, errdefs
 from pycontainerd.api.containerd.runc.v1 import oci_pb2
 from pycontainerd.api.containerd.services.tasks.v1 import tasks_pb2, tasks_pb2_grpc
+from pycontainerd.api.containerd.types import mount_pb2
 from pycontainerd.api.containerd.types.task import task_pb2
 from pycontainerd.api.io.containerd.cgroups.v1 import metrics_pb2 as cgroups_v1
 from pycontainerd.api.io.containerd.cgroups.v2 import metrics_pb2 as cgroups_v2
 from pycontainerd.containers import Container
 from pycontainerd.oci import spec_from_any, with_user
+from pycontainerd.snapshots.proto import mounts_to_proto
 
 if TYPE_CHECKING:
     from pycontainerd.client.client import Client
@@ -490,8 +492,13 @@ class TasksAPI:
         remove_container: bool = False,
     ) -> Task:
         """Create the task of ``container`` (``Tasks.Create``: the shim and ``runc create``);
-        its stdio from ``io`` (default none). A failed create leaves no FIFOs behind."""
-        container_id = container if isinstance(container, str) else container.id
+        its stdio from ``io`` (default none). A failed create leaves no FIFOs behind.
+
+        As containerd's client, the request carries the mounts of the container's snapshot
+        as the task's root filesystem (containerd does not look them up itself)."""
+        record = self._client.containers.get(container) if isinstance(container, str) else container
+        container_id = record.id
+        rootfs = self._rootfs(record)
         tio = io(container_id)
         cfg = tio.config
         try:
@@ -504,6 +511,7 @@ class TasksAPI:
                     stderr=cfg.stderr,
                     terminal=cfg.terminal,
                     runtime_path=runtime_path,
+                    rootfs=rootfs,
                 ),
             )
         except BaseException:
@@ -512,6 +520,17 @@ class TasksAPI:
         task = Task(self, container_id, int(resp.pid), tio, remove=remove_container)
         tio.set_stdin_closer(task.close_stdin)
         return task
+
+    def _rootfs(self, record: Container) -> builtins.list[mount_pb2.Mount]:
+        """The mounts of the container's snapshot, for the task's root filesystem."""
+        if not record.snapshot_key:
+            return []
+        if not record.snapshotter:
+            raise errdefs.InvalidArgument(
+                f"container {record.id}: unable to resolve rootfs mounts without a snapshotter"
+            )
+        mounts = self._client.snapshots(record.snapshotter).mounts(record.snapshot_key)
+        return mounts_to_proto(mounts)
 
     def get(
         self,
