@@ -124,6 +124,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         ("net_host_run_p50_ms", "ctr run --rm, host network, p50 (ms)", "{:.1f}"),
         ("net_bridge_run_p50_ms", "ctr run --rm, CNI bridge, p50 (ms)", "{:.1f}"),
         ("net_bridge_added_ms", "added by CNI bridge, p50 (ms)", "{:.1f}"),
+        ("client_run_p50_ms", "Client.run(true).wait() p50 (ms)", "{:.1f}"),
+        ("client_run_p99_ms", "Client.run(true).wait() p99 (ms)", "{:.1f}"),
+        ("import_connect_ms", "import, Client, version: in it (ms)", "{:.0f}"),
+        ("import_connect_wall_ms", "import, Client, version: process (ms)", "{:.0f}"),
+        ("cli_help_ms", "pyctr --help | ctr --help (ms)", "{:.0f}"),
     ]
     names = [n for n in ("pycontainerd", "containerd", "curl") if n in RESULTS]
     tr.write_line(f"{'metric':36}" + "".join(f"{n:>16}" for n in names) + f"{'ratio':>10}")
@@ -145,3 +150,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             f"pull goal (issue 3: speed >= 1x containerd's, daemon CPU/MB <= 1.5x): {met} "
             f"(speed {speed:.2f}x, CPU/MB {cpu:.2f}x)"
         )
+    from benches.test_client import client_goals
+
+    for line in client_goals(RESULTS):
+        tr.write_line(line)
