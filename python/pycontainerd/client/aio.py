@@ -70,6 +70,8 @@ if TYPE_CHECKING:
     from pycontainerd.client.run import MountSpec, RunResult
     from pycontainerd.client.snapshots import ProxySnapshotter
     from pycontainerd.client.tasks import ContainerHandle, ExitStatus, Process, Task, TasksAPI
+    from pycontainerd.containers import Container
+    from pycontainerd.descriptor import Descriptor
     from pycontainerd.leases import Lease
     from pycontainerd.remotes import Resolver
 
@@ -246,15 +248,15 @@ class AsyncContentStore(_Async["ProxyContentStore"]):
     list_statuses = _aio(lambda: ProxyContentStore.list_statuses)
     abort = _aio(lambda: ProxyContentStore.abort)
 
-    async def reader_at(self, desc: Any) -> AsyncReaderAt:
+    async def reader_at(self, desc: Descriptor | str) -> AsyncReaderAt:
         """A reader of the blob ``desc`` (a descriptor or a digest)."""
         return AsyncReaderAt(await self._run(lambda: self._sync.reader_at(desc)), self._run)
 
-    async def writer(self, ref: str, *, desc: Any = None) -> AsyncWriter:
+    async def writer(self, ref: str, *, desc: Descriptor | None = None) -> AsyncWriter:
         """A writer of the ingest ``ref`` (``desc``: the expected descriptor)."""
         return AsyncWriter(await self._run(lambda: self._sync.writer(ref, desc=desc)), self._run)
 
-    async def read_blob(self, desc: Any) -> bytes:
+    async def read_blob(self, desc: Descriptor | str) -> bytes:
         """The whole blob ``desc`` (a descriptor or a digest)."""
 
         def read() -> bytes:
@@ -549,7 +551,7 @@ class AsyncTasks(_Async["TasksAPI"]):
 
     async def create(
         self,
-        container: Any,
+        container: str | Container,
         *,
         io: cio.Creator | None = None,
         runtime_path: str = "",
