@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 import uuid
@@ -571,3 +572,51 @@ def test_ctr_run_with_the_network_label(net: Net) -> None:
     assert address.endswith("/24")
     net.ips.append(address.split()[1].split("/")[0])
     net.assert_clean()  # --rm deleted the task: detached
+
+
+def test_client_run_and_pyctr_run_on_the_bridge(net: Net) -> None:
+    image = "docker.io/library/busybox:net"
+    archive = net.tmp / "busybox.tar"
+    script = Path(__file__).resolve().parents[2] / "scripts" / "busybox-image"
+    subprocess.run([sys.executable, str(script), str(archive), image], check=True, timeout=60)
+    net.daemon.pyctr("images", "import", str(archive), namespace=net.namespace)
+    prefix = net.subnet.rsplit(".", 2)[0] + "."
+    # Client.run(network=, ports=): attached by the daemon, published on the host
+    res = net.client.run(image, ["ip", "-o", "-4", "addr", "show", "eth0"], network="bridge")
+    assert res.exit_code == 0, res.stderr
+    assert f"inet {prefix}" in res.stdout.decode()
+    port = free_port()
+    task = net.client.run(
+        image, ["sh", "-c", HTTPD], network="bridge", ports={port: 80}, name="web", detach=True
+    )
+    try:
+        assert fetch(f"http://127.0.0.1:{port}/") == "hello-from-web\n"
+    finally:
+        task.kill(9)
+        task.wait()
+        task.delete()
+    # pyctr run --net bridge -p HOST:CONTAINER
+    port = free_port()
+    out = net.daemon.pyctr(
+        "run",
+        "--rm",
+        "--net",
+        "bridge",
+        "-p",
+        f"{port}:80/tcp",
+        image,
+        "cli-net",
+        "sh",
+        "-c",
+        "ip -o -4 addr show eth0 | grep -c inet; cat /etc/hostname",
+        namespace=net.namespace,
+    ).stdout
+    assert out == "1\ncli-net\n"
+    bad = net.daemon.pyctr(
+        "run", "--rm", "-p", "80:80", image, "x", "true", check=False, namespace=net.namespace
+    )
+    assert bad.returncode != 0
+    assert "--publish needs a network" in bad.stderr
+    with Client(net.daemon.address, namespace=net.namespace) as c:
+        assert [ctr.id for ctr in c.containers.list()] == []
+        c.images.delete(image, sync=True)  # its content and snapshots go with it

@@ -91,6 +91,20 @@ def add_container_flags(p: argparse.ArgumentParser, *, run: bool = False) -> Non
     p.add_argument(
         "--net-host", action="store_true", help="enable host networking for the container"
     )
+    p.add_argument(
+        "--net",
+        default="",
+        metavar="NETWORK",
+        help="attach to a CNI network (bridge: the default one; see pyctr network ls)",
+    )
+    p.add_argument(
+        "-p",
+        "--publish",
+        action="append",
+        default=[],
+        metavar="[HOSTIP:]HOST:CONTAINER[/tcp|udp]",
+        help="publish a container port on the host (with --net)",
+    )
     p.add_argument("--privileged", action="store_true", help="run a privileged container")
     p.add_argument("--read-only", action="store_true", help="set the container's rootfs read-only")
     p.add_argument("-t", "--tty", action="store_true", help="allocate a TTY for the container")
@@ -180,9 +194,33 @@ def create_container(
         spec_opts=container_spec_opts(args),
         snapshotter=args.snapshotter,
         runtime=runtime_from_args(args),
-        labels=parse_labels(args.label),
+        labels={**parse_labels(args.label), **network_labels(args)},
         snapshot_labels=parse_labels(args.snapshotter_label),
     )
+
+
+def network_labels(args: argparse.Namespace) -> dict[str, str]:
+    """The labels asking the daemon for ``--net`` with the ``--publish`` ports."""
+    from pycontainerd.network.labels import (
+        LABEL_PORTS,
+        container_labels,
+        parse_port,
+        parse_ports,
+    )
+
+    network = args.net or ("host" if args.net_host else "none")
+    if args.publish and network in ("host", "none"):
+        raise errdefs.InvalidArgument("--publish needs a network: --net bridge")
+    if network in ("host", "none"):
+        return {}
+    if args.net_host:
+        raise errdefs.InvalidArgument("--net and --net-host cannot be used together")
+    labels = container_labels(network=network)
+    if args.publish:
+        mappings = [parse_port(p).to_cni() for p in args.publish]
+        labels[LABEL_PORTS] = json.dumps(mappings, separators=(",", ":"))
+        parse_ports(labels[LABEL_PORTS])  # duplicates refused here, before anything is made
+    return labels
 
 
 # --- info ----------------------------------------------------------------------------------

@@ -364,7 +364,8 @@ class Client:
         labels: Mapping[str, str] | None = None,
         memory: int | None = None,
         cpus: float | None = None,
-        network: Literal["none", "host"] = "none",
+        network: str = "none",
+        ports: Mapping[int | str, int] | None = None,
         read_only: bool = False,
         stdout: cio.Output | None = None,
         stderr: cio.Output | None = None,
@@ -393,7 +394,8 @@ class Client:
         labels: Mapping[str, str] | None = None,
         memory: int | None = None,
         cpus: float | None = None,
-        network: Literal["none", "host"] = "none",
+        network: str = "none",
+        ports: Mapping[int | str, int] | None = None,
         read_only: bool = False,
         stdout: cio.Output | None = None,
         stderr: cio.Output | None = None,
@@ -421,7 +423,8 @@ class Client:
         labels: Mapping[str, str] | None = None,
         memory: int | None = None,
         cpus: float | None = None,
-        network: Literal["none", "host"] = "none",
+        network: str = "none",
+        ports: Mapping[int | str, int] | None = None,
         read_only: bool = False,
         stdout: cio.Output | None = None,
         stderr: cio.Output | None = None,
@@ -440,7 +443,9 @@ class Client:
         ``stdin`` (bytes, text, a file descriptor or a readable stream), ``remove`` (default
         True: the container and its snapshot go when the task is deleted), ``name`` (the
         container id, default random), ``labels``, ``memory`` (bytes), ``cpus``, ``network``
-        (``"none"``, the default: a network namespace of its own; or ``"host"``),
+        (``"none"``, the default: a network namespace of its own; ``"host"``; or a CNI
+        network's name such as ``"bridge"``, attached by the daemon), ``ports`` (published
+        on a CNI network: ``{8080: 80}``, ``{"5353/udp": 53}``),
         ``read_only``, ``stdout`` and ``stderr`` (a stream, file or descriptor; default
         captured), ``runtime``, ``fifo_dir``.
 
@@ -469,6 +474,7 @@ class Client:
             memory=memory,
             cpus=cpus,
             network=network,
+            ports=ports,
             read_only=read_only,
             stdout=stdout,
             stderr=stderr,

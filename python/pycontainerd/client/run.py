@@ -20,7 +20,7 @@ import io
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pycontainerd import cio, errdefs
 from pycontainerd.client.containers import DEFAULT_RUNTIME
@@ -149,7 +149,8 @@ def run(
     labels: Mapping[str, str] | None = None,
     memory: int | None = None,
     cpus: float | None = None,
-    network: Literal["none", "host"] = "none",
+    network: str = "none",
+    ports: Mapping[int | str, int] | None = None,
     read_only: bool = False,
     stdout: cio.Output | None = None,
     stderr: cio.Output | None = None,
@@ -160,8 +161,12 @@ def run(
     fifo_dir: str | None = None,
 ) -> RunResult | Task:
     """The implementation of :meth:`pycontainerd.Client.run` (see there)."""
-    if network not in ("none", "host"):
-        raise errdefs.InvalidArgument(f'network {network!r}: "none" or "host"')
+    if not network:
+        raise errdefs.InvalidArgument('network must be "none", "host" or a network name')
+    # a named network (CNI, attached by the daemon at task create) is asked for by labels
+    from pycontainerd.network import container_labels
+
+    net_labels = container_labels(network=network, ports=dict(ports or {}))
     if tty and stderr is not None:
         raise errdefs.InvalidArgument("a terminal has no separate stderr: stderr must be None")
     ref = _ensure_image(client, image, snapshotter, resolver, plain_http)
@@ -193,7 +198,7 @@ def run(
         spec_opts=opts,
         snapshotter=snapshotter,
         runtime=runtime,
-        labels=labels,
+        labels={**(labels or {}), **net_labels},
     )
     buf_out, buf_err = io.BytesIO(), io.BytesIO()
     out: cio.Output | None = buf_out if stdout is None else stdout
