@@ -12,13 +12,22 @@ __all__ = ["client_from", "object_with_labels", "parse_labels"]
 
 
 def client_from(args: argparse.Namespace) -> Client:
-    """A client for the global ``--address``, ``--namespace`` and timeout flags."""
-    return Client(
+    """A client for the global ``--address``, ``--namespace`` and timeout flags, connected
+    (as ctr: a daemon that is starting gets ``--connect-timeout`` seconds to answer; a
+    missing socket fails at once)."""
+    client = Client(
         args.address,
         namespace=args.namespace,
         timeout=args.connect_timeout,
         call_timeout=args.timeout or None,
     )
+    if args.connect_timeout > 0:
+        try:
+            client.connect()
+        except BaseException:
+            client.close()
+            raise
+    return client
 
 
 def parse_labels(pairs: Sequence[str]) -> dict[str, str]:
