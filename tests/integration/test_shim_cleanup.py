@@ -1,12 +1,13 @@
-"""Our shim under the daemon leaves nothing behind, whatever the path a task takes: a batch of
-detached runs where one fails inside ``Tasks.Create``, force-deleted, then the daemon stopped
-with SIGTERM and started again; creates the client gives up on while the shim still creates
-(the daemon deletes the task and shuts the shim down meanwhile). Nothing means no shim process,
-no mount and no bundle."""
+"""Our shim under the daemon: stdin arrives whole though CloseIO follows its end at once, and
+nothing is left behind, whatever the path a task takes: a batch of detached runs where one
+fails inside ``Tasks.Create``, force-deleted, then the daemon stopped with SIGTERM and started
+again; creates the client gives up on while the shim still creates (the daemon deletes the task
+and shuts the shim down meanwhile). Nothing means no shim process, no mount and no bundle."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import time
@@ -182,3 +183,21 @@ def test_creates_the_client_gives_up_on_leave_nothing(env: Env) -> None:
                 c.tasks.get(cid).delete(force=True)
             c.containers.delete(cid, cleanup_snapshot=True)
             assert leftovers(env.daemon, env.namespace) == ([], [], []), cid
+
+
+def test_stdin_arrives_whole_through_the_tasks_api(env: Env, tmp_path: Path) -> None:
+    # The client sends CloseIO as soon as its input is written: what the FIFO still holds
+    # reaches the process all the same, every time.
+    data = os.urandom(300_000)  # more than a pipe holds
+    digest = hashlib.sha256(data).hexdigest()
+    fifo_dir = tmp_path / "fifo"
+    fifo_dir.mkdir()
+    with env.client() as c:
+        c.pull(env.ref, plain_http=True)
+        for i in range(5):
+            res = c.run(
+                env.ref, ["busybox", "sha256sum"], stdin=data, name=f"in{i}", fifo_dir=str(fifo_dir)
+            )
+            assert res.stdout is not None
+            assert res.stdout.split() == [digest.encode(), b"-"], (i, res.stderr)
+    assert leftovers(env.daemon, env.namespace) == ([], [], [])

@@ -1,11 +1,12 @@
 """containerd 1.6 itself runs containers through our shim: Debian's ``containerd`` on a private
 root, state and socket resolves the runtime ``io.containerd.pycontainerd.v2`` to
 ``containerd-shim-pycontainerd-v2`` on PATH, and ``ctr`` drives it end to end: output, exit
-codes, stdin, a terminal, ``--log-uri file://`` and ``binary://``, ``--null-io``, five runs at
-once, ``run -d`` with the ``tasks`` commands and ``attach``, events in order, an OOM kill, a
-daemon killed and restarted while containers run (and one exits meanwhile), runc's error on a
-bad create, and nothing left behind (no shim, mount, bundle or socket). The idle shim's RSS is
-printed."""
+codes, stdin (whole, though CloseIO follows its end), a terminal, ``--log-uri file://`` and
+``binary://``, ``--null-io``, five runs at once, ``run -d`` with the ``tasks`` commands and
+``attach``, events in order, an OOM kill, a daemon killed and restarted while containers run
+(and one exits meanwhile: its event is retried without a descriptor leaked per try), runc's error
+on a bad create, and nothing left behind (no shim, mount, bundle or socket). The idle shim's RSS
+is printed."""
 
 from __future__ import annotations
 
@@ -269,10 +270,33 @@ def test_exit_code_is_the_containers(containerd: Containerd) -> None:
 
 
 def test_stdin_is_piped_through(containerd: Containerd) -> None:
-    data = b"hello\nworld\n" * 1000
+    # More than the FIFO, the shim and the pipe hold: ctr reads its end of input only after the
+    # task started. A shorter one can end while ctr still creates the task, and ctr then never
+    # sends CloseIO (containerd#4489): the shim, as containerd's, waits for it (or for stdin's
+    # last writer, which it holds itself until CloseIO).
+    data = b"hello\nworld\n" * 40000
     r = containerd.run("stdin", "cat", flags=("--rm",), input=data)
     assert r.stdout == data
     assert_clean(containerd, "stdin")
+
+
+def test_stdin_arrives_whole_though_closeio_follows_its_end(containerd: Containerd) -> None:
+    # ctr sends CloseIO right after the end of its input: what the FIFO still holds must reach
+    # the process (the shim closes only its own hold on the FIFO).
+    data = os.urandom(1 << 20)
+    digest = hashlib.sha256(data).hexdigest()
+    for i in range(5):
+        r = containerd.run(f"digest{i}", "busybox", "sha256sum", flags=("--rm",), input=data)
+        assert r.stdout.decode().split() == [digest, "-"], r.stderr
+        assert_clean(containerd, f"digest{i}")
+    containerd.run("execin", "busybox", "sleep", "1000", flags=("-d",))
+    for i in range(10):
+        line = f"short input {i}\n".encode()
+        r = containerd.ctr(
+            "tasks", "exec", "--exec-id", f"in{i}", "execin", "busybox", "wc", "-c", input=line
+        )
+        assert r.stdout.strip() == str(len(line)).encode(), (i, r.stdout, r.stderr)
+    remove(containerd, "execin")
 
 
 def test_log_uri_file(containerd: Containerd, tmp_path: Path) -> None:
@@ -450,6 +474,12 @@ def test_shims_survive_a_daemon_kill(containerd: Containerd) -> None:
     record = containerd.bundle("dies") / "exit" / "init"
     wait_until("the exit record", record.exists)
     assert '"exit_status":137' in record.read_text()
+    # Its /tasks/exit waits for the daemon, retried (at least every 2s): no descriptor per try.
+    (shim,) = shim_pids("dies", containerd.address)
+    before = len(os.listdir(f"/proc/{shim}/fd"))
+    time.sleep(5)
+    after = len(os.listdir(f"/proc/{shim}/fd"))
+    assert after <= before, f"the shim's descriptors grew from {before} to {after}"
 
     containerd.start()
     assert containerd.task("keeps") == (keeps[0], "RUNNING")

@@ -389,6 +389,10 @@ fn runs_a_process_and_records_its_exit_before_reporting_it() {
     let deleted = shim.delete("").unwrap();
     assert_eq!((deleted.pid, deleted.exit_status), (pid, 3));
     assert!(!shim.rootfs_mounted());
+    // A daemon reconnecting now (it died before its Shutdown) finds no task to serve.
+    let mut req = api::ConnectRequest::new();
+    req.id = shim.id.clone();
+    assert_eq!(shim.client.connect(ctx(), &req).unwrap().task_pid, 0);
     let shim_pid = shim.shim_pid();
     shim.shutdown();
     wait_until("the shim to exit", || gone(shim_pid));
