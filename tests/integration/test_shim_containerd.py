@@ -272,8 +272,7 @@ def test_exit_code_is_the_containers(containerd: Containerd) -> None:
 def test_stdin_is_piped_through(containerd: Containerd) -> None:
     # More than the FIFO, the shim and the pipe hold: ctr reads its end of input only after the
     # task started. A shorter one can end while ctr still creates the task, and ctr then never
-    # sends CloseIO (containerd#4489): the shim, as containerd's, waits for it (or for stdin's
-    # last writer, which it holds itself until CloseIO).
+    # sends CloseIO (containerd#4489), which the shim, as containerd's, waits for.
     data = b"hello\nworld\n" * 40000
     r = containerd.run("stdin", "cat", flags=("--rm",), input=data)
     assert r.stdout == data

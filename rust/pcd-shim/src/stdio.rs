@@ -5,9 +5,10 @@
 //!   never fails when the client goes away (`ctr run -d`); the copy ends when the process side
 //!   reaches end of file, and closing the FIFO's only writer gives the client its end of file.
 //! - stdin: as containerd's runc shim does, the shim opens the FIFO for reading and also holds a
-//!   writer of its own, so the copy never sees end of file while the client is between writes.
-//!   CloseIO closes only that extra writer: the copy drains what the client wrote, reaches end of
-//!   file once the client's writer is closed too, and then closes the process's stdin.
+//!   writer of its own, so the copy never sees end of file while the client is between writes
+//!   (or not connected yet). CloseIO closes that writer and ends the copy once it has delivered
+//!   what the FIFO holds: everything the client wrote before CloseIO reaches the process, then
+//!   its stdin closes, whether or not the client has closed its end yet.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -19,7 +20,7 @@ use std::process::Stdio;
 use std::sync::Mutex;
 use std::thread;
 
-use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::fcntl::OFlag;
 use nix::unistd::{fchown, pipe2, Gid, Uid};
 
 use crate::runc::Stdio3;
@@ -40,48 +41,115 @@ pub struct Paths {
 /// The shim's side of a running process's stdio.
 #[derive(Debug, Default)]
 pub struct ProcessIo {
-    /// The shim's own writer of the stdin FIFO, which keeps the copy from seeing end of file;
-    /// taken (closed) by CloseIO.
-    pub stdin_closer: Mutex<Option<File>>,
+    /// The shim's hold on the stdin FIFO; taken (closed) by CloseIO.
+    pub stdin_hold: Mutex<Option<StdinHold>>,
     /// The pty master of a terminal process (for ResizePty).
     pub console: Option<File>,
 }
 
+/// What keeps a process's stdin copy going: the shim's own writer of the FIFO (the copy sees no
+/// end of file while it is open) and the pipe whose closing tells the copy to finish.
+#[derive(Debug)]
+pub struct StdinHold {
+    _writer: File,
+    _finish: OwnedFd,
+}
+
 impl ProcessIo {
-    /// CloseIO: closes the shim's hold on the stdin FIFO. The copy delivers whatever the client
-    /// wrote, then closes the process's stdin when the client's writer is closed too.
+    /// CloseIO: the copy delivers what the FIFO holds, then closes the process's stdin.
     pub fn close_stdin(&self) {
-        self.stdin_closer
+        self.stdin_hold
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
     }
 }
 
-/// The stdin FIFO opened for the copy: its reader, and (for a FIFO) the shim's extra writer.
-/// Neither open waits: the reader is opened non-blocking (then made blocking), so the writer
-/// finds a reader.
+/// The stdin FIFO opened for the copy: its reader (non-blocking), and for a FIFO the shim's
+/// extra writer. Neither open waits: the reader comes first, so the writer finds one.
 fn open_stdin(path: &str) -> io::Result<(File, Option<File>)> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("open stdin {path}: {e}")))?;
+    let err = |e: io::Error| io::Error::new(e.kind(), format!("open stdin {path}: {e}"));
+    let meta = std::fs::metadata(path).map_err(err)?;
     if !meta.file_type().is_fifo() {
-        let from = File::open(path)
-            .map_err(|e| io::Error::new(e.kind(), format!("open stdin {path}: {e}")))?;
-        return Ok((from, None));
+        return Ok((File::open(path).map_err(err)?, None));
     }
     let from = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("open stdin {path}: {e}")))?;
-    let closer = OpenOptions::new()
+        .map_err(err)?;
+    let writer = OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("open stdin {path}: {e}")))?;
-    let flags = OFlag::from_bits_truncate(fcntl(&from, FcntlArg::F_GETFL)?);
-    fcntl(&from, FcntlArg::F_SETFL(flags & !OFlag::O_NONBLOCK))?;
-    Ok((from, Some(closer)))
+        .map_err(err)?;
+    Ok((from, Some(writer)))
+}
+
+/// Waits until `fd` is readable (or hung up); `finish` too, if given. Returns whether `finish`
+/// fired (its write end closed).
+fn wait_readable(fd: &File, finish: Option<&OwnedFd>) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut fds = [
+        libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: finish.map(|f| f.as_raw_fd()).unwrap_or(-1),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    // SAFETY: `fds` is a valid array of pollfd for the length given.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+    n > 0 && fds[1].revents != 0
+}
+
+/// Copies the stdin FIFO into the process until end of file (every writer closed, the shim's
+/// own included), or until CloseIO and the FIFO is empty; then closes the process's stdin.
+/// Returns the hold CloseIO takes.
+fn spawn_copy_in(path: &str, mut to: File) -> io::Result<Option<StdinHold>> {
+    let (mut from, writer) = open_stdin(path)?;
+    let (finish_r, finish_w) = match writer {
+        Some(_) => {
+            let (r, w) = pipe2(OFlag::O_CLOEXEC)?;
+            (Some(r), Some(w))
+        }
+        None => (None, None),
+    };
+    thread::Builder::new()
+        .name("stdin".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let mut buf = vec![0u8; 32 * 1024];
+            let mut finishing = false;
+            loop {
+                match from.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        // Empty: after CloseIO, that is the end of the input.
+                        if finishing {
+                            break;
+                        }
+                        finishing = wait_readable(&from, finish_r.as_ref());
+                    }
+                    Err(_) => break,
+                }
+            }
+            drop(to);
+        })?;
+    Ok(writer.zip(finish_w).map(|(w, f)| StdinHold {
+        _writer: w,
+        _finish: f,
+    }))
 }
 
 /// The hidden action of the shim executable that starts a logging binary (see [`binary_logger`]).
@@ -203,31 +271,6 @@ fn spawn_copy_out(from: File, path: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// Copies the stdin FIFO into the process until end of file (the client's writer and the shim's
-/// extra writer both closed), then closes the process's stdin. Returns the extra writer.
-fn spawn_copy_in(path: &str, mut to: File) -> io::Result<Option<File>> {
-    let (mut from, closer) = open_stdin(path)?;
-    thread::Builder::new()
-        .name("stdin".into())
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            let mut buf = vec![0u8; 32 * 1024];
-            loop {
-                let n = match from.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(_) => break,
-                };
-                if to.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-            }
-            drop(to);
-        })?;
-    Ok(closer)
-}
-
 /// Pipes for a process without a terminal. `start` runs the copies once the process holds its
 /// ends.
 #[derive(Debug)]
@@ -290,9 +333,9 @@ pub fn pipes(paths: &Paths, uid: u32, gid: u32) -> io::Result<(Stdio3, PipeIo)> 
 impl PipeIo {
     /// Starts the copy threads; returns the handles the process keeps.
     pub fn start(self) -> io::Result<ProcessIo> {
-        let mut closer = None;
+        let mut hold = None;
         if let Some(w) = self.stdin_w {
-            closer = spawn_copy_in(&self.paths.stdin, File::from(w))?;
+            hold = spawn_copy_in(&self.paths.stdin, File::from(w))?;
         }
         if let Some(r) = self.stdout_r {
             spawn_copy_out(File::from(r), &self.paths.stdout)?;
@@ -301,7 +344,7 @@ impl PipeIo {
             spawn_copy_out(File::from(r), &self.paths.stderr)?;
         }
         Ok(ProcessIo {
-            stdin_closer: Mutex::new(closer),
+            stdin_hold: Mutex::new(hold),
             console: None,
         })
     }
@@ -352,15 +395,15 @@ impl Drop for ConsoleSocket {
 pub fn start_console(master: File, paths: &Paths) -> io::Result<ProcessIo> {
     check_fifo(&paths.stdin, "stdin")?;
     check_fifo(&paths.stdout, "stdout")?;
-    let mut closer = None;
+    let mut hold = None;
     if !paths.stdin.is_empty() {
-        closer = spawn_copy_in(&paths.stdin, master.try_clone()?)?;
+        hold = spawn_copy_in(&paths.stdin, master.try_clone()?)?;
     }
     if !paths.stdout.is_empty() {
         spawn_copy_out(master.try_clone()?, &paths.stdout)?;
     }
     Ok(ProcessIo {
-        stdin_closer: Mutex::new(closer),
+        stdin_hold: Mutex::new(hold),
         console: Some(master),
     })
 }

@@ -599,78 +599,114 @@ fn fifo_writer(path: &Path) -> fs::File {
     fs::OpenOptions::new().write(true).open(path).unwrap()
 }
 
-#[test]
-fn close_io_ends_stdin_only_after_the_clients_input() {
+/// Runs `args` as an exec of `shim`'s task with `input` as its stdin, in ctr's order: the whole
+/// input written, the FIFO closed, then CloseIO. Returns its stdout.
+fn exec_with_input(shim: &Shim, exec_id: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
     use std::io::Write;
-    // CloseIO means "no more input after what the client wrote": whatever is still in the FIFO,
-    // or written before the client closes its end, reaches the process; then its stdin closes.
-    let shim = Shim::start("stdin", &["/bin/busybox", "sha256sum"], None);
-    let data: Vec<u8> = (0..1024 * 1024u32)
+    let stdin = shim.fifo(&format!("{exec_id}-in"));
+    let out = shim.fifo(&format!("{exec_id}-out"));
+    let reader = read_fifo(&out);
+    let process = serde_json::json!({
+        "args": args,
+        "cwd": "/",
+        "env": ["PATH=/bin"],
+        "user": {"uid": 0, "gid": 0},
+    });
+    let mut req = api::ExecProcessRequest::new();
+    req.id = shim.id.clone();
+    req.exec_id = exec_id.into();
+    req.stdin = stdin.to_string_lossy().into();
+    req.stdout = out.to_string_lossy().into();
+    let mut spec = Any::new();
+    spec.type_url = "types.containerd.io/opencontainers/runtime-spec/1/Process".into();
+    spec.value = process.to_string().into_bytes();
+    req.spec = Some(spec).into();
+    shim.client.exec(ctx(), &req).unwrap();
+    shim.start_task(exec_id);
+    let mut w = fifo_writer(&stdin);
+    w.write_all(input).unwrap();
+    drop(w);
+    shim.close_io(exec_id);
+    assert_eq!(shim.wait(exec_id).exit_status, 0, "exec {exec_id}");
+    shim.delete(exec_id).unwrap();
+    reader.join().unwrap()
+}
+
+#[test]
+fn close_io_right_after_the_input_loses_none_of_it() {
+    // The container runs on a sliver of CPU: its processes read slowly, so the input is still
+    // in the FIFO (and the pipes) when CloseIO arrives, and must reach them all the same.
+    let shim = Shim::start("stdin", &["/bin/busybox", "sleep", "1000"], None);
+    let config = shim.bundle.join("config.json");
+    let mut spec: serde_json::Value = serde_json::from_slice(&fs::read(&config).unwrap()).unwrap();
+    spec["linux"]["resources"]["cpu"] = serde_json::json!({"quota": 5000, "period": 100000});
+    fs::write(&config, spec.to_string()).unwrap();
+    shim.create(None).unwrap();
+    shim.start_task("");
+    // More than the FIFO and the pipe hold, many times over: a shim that ends the input on
+    // CloseIO without draining the FIFO loses some of it now and then.
+    let data: Vec<u8> = (0..512 * 1024u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     let digest: String = sha2::Sha256::digest(&data)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
+    for i in 0..40 {
+        let out = exec_with_input(
+            &shim,
+            &format!("sum{i}"),
+            &["/bin/busybox", "sha256sum"],
+            &data,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("{digest}  -\n"),
+            "run {i}"
+        );
+    }
+    for i in 0..10 {
+        let input = format!("short input {i}\n");
+        let out = exec_with_input(
+            &shim,
+            &format!("short{i}"),
+            &["/bin/busybox", "wc", "-c"],
+            input.as_bytes(),
+        );
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(out.trim(), input.len().to_string(), "short input {i}");
+    }
+    shim.kill("", 9).unwrap();
+    shim.wait("");
+    shim.delete("").unwrap();
+    let shim_pid = shim.shim_pid();
+    shim.shutdown();
+    wait_until("the shim to exit", || gone(shim_pid));
+}
+
+#[test]
+fn close_io_with_the_clients_end_still_open_ends_the_input() {
+    use std::io::Write;
+    // A client may keep its end open: CloseIO still ends the input once what it wrote is read.
+    let shim = Shim::start("open-end", &["/bin/busybox", "sha256sum"], None);
     let stdin = shim.fifo("stdin");
     let out = shim.fifo("stdout");
     let reader = read_fifo(&out);
     shim.create_with_stdin(Some(&stdin), Some(&out)).unwrap();
     shim.start_task("");
     let mut w = fifo_writer(&stdin);
-    let (first, rest) = data.split_at(data.len() / 2);
-    w.write_all(first).unwrap();
+    w.write_all(b"kept open\n").unwrap();
     shim.close_io("");
-    let wrote = w.write_all(rest);
-    drop(w);
     assert_eq!(shim.wait("").exit_status, 0);
+    let digest: String = sha2::Sha256::digest(b"kept open\n")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     assert_eq!(
         String::from_utf8(reader.join().unwrap()).unwrap(),
         format!("{digest}  -\n")
     );
-    wrote.unwrap();
-    shim.delete("").unwrap();
-    let shim_pid = shim.shim_pid();
-    shim.shutdown();
-    wait_until("the shim to exit", || gone(shim_pid));
-
-    // Execs with a short input, many times over.
-    let shim = Shim::start("stdin-exec", &["/bin/busybox", "sleep", "1000"], None);
-    shim.create(None).unwrap();
-    shim.start_task("");
-    for i in 0..20 {
-        let exec_id = format!("e{i}");
-        let stdin = shim.fifo(&format!("{exec_id}-in"));
-        let out = shim.fifo(&format!("{exec_id}-out"));
-        let reader = read_fifo(&out);
-        let process = serde_json::json!({
-            "args": ["/bin/busybox", "wc", "-c"],
-            "cwd": "/",
-            "env": ["PATH=/bin"],
-            "user": {"uid": 0, "gid": 0},
-        });
-        let mut req = api::ExecProcessRequest::new();
-        req.id = shim.id.clone();
-        req.exec_id = exec_id.clone();
-        req.stdin = stdin.to_string_lossy().into();
-        req.stdout = out.to_string_lossy().into();
-        let mut spec = Any::new();
-        spec.type_url = "types.containerd.io/opencontainers/runtime-spec/1/Process".into();
-        spec.value = process.to_string().into_bytes();
-        req.spec = Some(spec).into();
-        shim.client.exec(ctx(), &req).unwrap();
-        shim.start_task(&exec_id);
-        // ctr's order: the whole input, the FIFO closed, then CloseIO.
-        let input = format!("short input {i}\n");
-        fifo_writer(&stdin).write_all(input.as_bytes()).unwrap();
-        shim.close_io(&exec_id);
-        assert_eq!(shim.wait(&exec_id).exit_status, 0);
-        let got = String::from_utf8(reader.join().unwrap()).unwrap();
-        assert_eq!(got.trim(), input.len().to_string(), "exec {exec_id}");
-        shim.delete(&exec_id).unwrap();
-    }
-    shim.kill("", 9).unwrap();
-    shim.wait("");
+    drop(w);
     shim.delete("").unwrap();
     let shim_pid = shim.shim_pid();
     shim.shutdown();
