@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import pytest
 
 from pycontainerd import AsyncClient, Client, cio, errdefs
+from pycontainerd.api.containerd.events import namespace_pb2
 from pycontainerd.client.aio import AsyncEventStream, AsyncRunResult, AsyncTask
 from pycontainerd.client.tasks import ProcessStatus
 from pycontainerd.errdefs import Unavailable
@@ -28,6 +29,7 @@ from tests.fixtures.registry import run_registry
 pytestmark = pytest.mark.integration
 
 SNAPSHOTTER = "overlayfs"
+SYNC_TOPIC = "/test/sync"
 T = TypeVar("T")
 
 
@@ -206,14 +208,21 @@ def test_leases_content_and_images(daemon: Daemon, image_ref: str) -> None:
 
 def test_events_as_an_async_iterator(daemon: Daemon) -> None:
     async def body(c: AsyncClient) -> None:
+        await c.namespaces.create(c.namespace)
         async with await c.events(f'namespace=="{c.namespace}"') as stream:
             assert isinstance(stream, AsyncEventStream)
-            await asyncio.sleep(0.2)  # the subscription reaches the daemon
-            await c.namespaces.create(c.namespace)
-            ev = await anext(stream)
-            assert ev.topic == "/namespaces/create"
+            first = asyncio.ensure_future(anext(stream))
+            while not first.done():  # markers until the subscription is in place
+                await c.publish(SYNC_TOPIC, namespace_pb2.NamespaceUpdate(name="sync"))
+                await asyncio.wait([first], timeout=0.2)
+            assert first.result().topic == SYNC_TOPIC
             await c.namespaces.set_label(c.namespace, "a", "b")
-            assert (await anext(stream)).topic == "/namespaces/update"
+            async for ev in stream:
+                if ev.topic != SYNC_TOPIC:
+                    break
+            assert ev.topic == "/namespaces/update"
+            assert isinstance(ev.event, namespace_pb2.NamespaceUpdate)
+            assert dict(ev.event.labels) == {"a": "b"}
         with pytest.raises(StopAsyncIteration):
             await anext(stream)
 
