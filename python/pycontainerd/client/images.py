@@ -36,7 +36,7 @@ from pycontainerd.images.progress import ProgressFunc
 from pycontainerd.images.pull import DEFAULT_MAX_CONCURRENT_DOWNLOADS, FetchOptions, fetch
 from pycontainerd.images.push import DEFAULT_MAX_CONCURRENT_UPLOADS, PushOptions, push
 from pycontainerd.images.rootfs import chain_id
-from pycontainerd.leases import RESOURCE_INGESTS
+from pycontainerd.leases import RESOURCE_INGESTS, Resource
 from pycontainerd.platforms import (
     ALL,
     MatchComparer,
@@ -273,6 +273,10 @@ def _unpacker(
     platform: MatchComparer,
 ) -> Unpacker:
     """An unpacker through the daemon's Snapshots and Diff services, under ``lease``."""
+    def hold(chain: str) -> None:
+        if lease is not None:
+            client.leases.add_resource(lease, Resource(chain, f"snapshots/{snapshotter}"))
+
     return Unpacker(
         store,
         ProxySnapshotter(client._conn, client.namespace, snapshotter, lease=lease),
@@ -280,6 +284,7 @@ def _unpacker(
         snapshotter_name=snapshotter,
         rebase=_can_rebase(client, snapshotter),
         platform=platform,
+        hold=hold,
     )
 
 

@@ -93,7 +93,9 @@ class Unpacker:
 
     ``rebase`` says the snapshotter can commit a parentless snapshot onto a parent (layers are
     then applied in parallel). ``platform`` picks the manifest to unpack when an index has
-    several. ``fetched`` may be called from any thread; :meth:`wait` from the pull's.
+    several. ``hold(chain_id)`` keeps an existing snapshot the unpack builds on from the
+    garbage collector (adds it to the lease). ``fetched`` may be called from any thread;
+    :meth:`wait` from the pull's.
     """
 
     def __init__(
@@ -106,8 +108,10 @@ class Unpacker:
         rebase: bool = False,
         platform: MatchComparer | None = None,
         workers: int | None = None,
+        hold: Callable[[str], None] | None = None,
     ) -> None:
         self._content = content
+        self._hold = hold
         self._sn = snapshotter
         self._applier = applier
         self.snapshotter_name = snapshotter_name
@@ -191,6 +195,10 @@ class Unpacker:
         start = 0
         for i in range(len(chains) - 1, -1, -1):
             try:
+                # held first (the caller's lease), then looked at: the collector cannot take
+                # a chain found here before the unpack is done with it
+                if self._hold is not None:
+                    self._hold(chains[i])
                 self._sn.stat(chains[i])
             except errdefs.NotFound:
                 continue
