@@ -58,6 +58,9 @@ struct Proc {
     paths: Paths,
     exit: Option<Exit>,
     io: Option<ProcessIo>,
+    /// CloseIO arrived: applied to the stdin copy as soon as there is one (a client may send it
+    /// while the process is still being started).
+    stdin_closed: bool,
     /// An exec's process spec (JSON), until it starts.
     spec: Vec<u8>,
 }
@@ -70,8 +73,17 @@ impl Proc {
             paths,
             exit: None,
             io: None,
+            stdin_closed: false,
             spec: Vec::new(),
         }
+    }
+
+    /// Takes the process's stdio, closing its stdin at once if CloseIO came first.
+    fn set_io(&mut self, io: ProcessIo) {
+        if self.stdin_closed {
+            io.close_stdin();
+        }
+        self.io = Some(io);
     }
 }
 
@@ -481,7 +493,7 @@ impl Service {
         };
         let mut p = Proc::new(paths.clone());
         p.pid = pid;
-        p.io = Some(io);
+        p.set_io(io);
         st.init = Some(p);
         st.runc = Some(runc);
         let publisher = self.publisher.clone();
@@ -621,7 +633,7 @@ impl Service {
         };
         if let Some(p) = st.execs.get_mut(exec_id) {
             p.pid = pid;
-            p.io = Some(io);
+            p.set_io(io);
             p.status = Status::RUNNING;
         }
         let mut e = ev::TaskExecStarted::new();
@@ -981,6 +993,7 @@ impl Task for Service {
             .proc_mut(&req.exec_id)
             .ok_or_else(|| not_found(format!("process {} not found", req.exec_id)))?;
         if req.stdin {
+            p.stdin_closed = true;
             if let Some(io) = p.io.as_ref() {
                 io.close_stdin();
             }

@@ -817,3 +817,71 @@ fn delete_and_shutdown_during_a_create_leave_nothing() {
         "container left: {creating:?}"
     );
 }
+
+#[test]
+fn close_io_during_an_exec_start_ends_its_input_once_started() {
+    // A client may send CloseIO as soon as its input is written, before the exec's Start has
+    // returned: the start is held at its logging binary until CloseIO was answered.
+    let shim = Shim::start("early-close", &["/bin/busybox", "sleep", "1000"], None);
+    shim.create(None).unwrap();
+    shim.start_task("");
+    let started = shim.dir.path().join("logger-started");
+    let gate = shim.fifo("gate");
+    let counted = shim.dir.path().join("counted");
+    let script = format!(
+        "touch {}; cat {} >/dev/null; exec 5>&-; exec cat <&3 >{}",
+        started.display(),
+        gate.display(),
+        counted.display()
+    );
+    let stdin = shim.fifo("exec-in");
+    let process = serde_json::json!({
+        "args": ["/bin/busybox", "wc", "-c"],
+        "cwd": "/",
+        "env": ["PATH=/bin"],
+        "user": {"uid": 0, "gid": 0},
+    });
+    let mut req = api::ExecProcessRequest::new();
+    req.id = shim.id.clone();
+    req.exec_id = "e".into();
+    req.stdin = stdin.to_string_lossy().into();
+    req.stdout = format!(
+        "binary:///bin/sh?-c={}",
+        script.replace('%', "%25").replace('&', "%26")
+    );
+    let mut spec = Any::new();
+    spec.type_url = "types.containerd.io/opencontainers/runtime-spec/1/Process".into();
+    spec.value = process.to_string().into_bytes();
+    req.spec = Some(spec).into();
+    shim.client.exec(ctx(), &req).unwrap();
+    std::thread::scope(|s| {
+        let start = s.spawn(|| shim.start_task("e"));
+        wait_until("the logging binary to start", || started.exists());
+        let client = TaskClient::new(ttrpc::Client::connect(&shim.address).unwrap());
+        let mut close = api::CloseIORequest::new();
+        close.id = shim.id.clone();
+        close.exec_id = "e".into();
+        close.stdin = true;
+        client.close_io(ctx(), &close).unwrap();
+        drop(fifo_writer(&gate));
+        start.join().unwrap();
+    });
+    let mut wait = api::WaitRequest::new();
+    wait.id = shim.id.clone();
+    wait.exec_id = "e".into();
+    let waited = shim
+        .client
+        .wait(ttrpc::context::with_timeout(WAIT.as_nanos() as i64), &wait)
+        .expect("the exec never saw the end of its input");
+    assert_eq!(waited.exit_status, 0);
+    wait_until("the count", || {
+        fs::read_to_string(&counted).is_ok_and(|c| c.trim() == "0")
+    });
+    shim.delete("e").unwrap();
+    shim.kill("", 9).unwrap();
+    shim.wait("");
+    shim.delete("").unwrap();
+    let shim_pid = shim.shim_pid();
+    shim.shutdown();
+    wait_until("the shim to exit", || gone(shim_pid));
+}
