@@ -4,11 +4,10 @@
 //! - stdout and stderr: the shim opens the FIFO for reading too (and never reads it), so writing
 //!   never fails when the client goes away (`ctr run -d`); the copy ends when the process side
 //!   reaches end of file, and closing the FIFO's only writer gives the client its end of file.
-//! - stdin: as containerd's runc shim does, the shim opens the FIFO for reading and also holds a
-//!   writer of its own, so the copy never sees end of file while the client is between writes
-//!   (or not connected yet). CloseIO closes that writer and ends the copy once it has delivered
-//!   what the FIFO holds: everything the client wrote before CloseIO reaches the process, then
-//!   its stdin closes, whether or not the client has closed its end yet.
+//! - stdin: the shim opens the FIFO for reading without waiting, and copies once a client's
+//!   writer has connected. The process's stdin closes when the client's writer closes, or on
+//!   CloseIO once the copy has delivered what the FIFO holds: all the client wrote before
+//!   CloseIO reaches the process (CloseIO never cuts the input short).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -47,11 +46,10 @@ pub struct ProcessIo {
     pub console: Option<File>,
 }
 
-/// What keeps a process's stdin copy going: the shim's own writer of the FIFO (the copy sees no
-/// end of file while it is open) and the pipe whose closing tells the copy to finish.
+/// The pipe whose closing (CloseIO) tells a process's stdin copy to finish: deliver what the
+/// FIFO holds, then close the process's stdin.
 #[derive(Debug)]
 pub struct StdinHold {
-    _writer: File,
     _finish: OwnedFd,
 }
 
@@ -65,67 +63,48 @@ impl ProcessIo {
     }
 }
 
-/// The stdin FIFO opened for the copy: its reader (non-blocking), and for a FIFO the shim's
-/// extra writer. Neither open waits: the reader comes first, so the writer finds one.
-fn open_stdin(path: &str) -> io::Result<(File, Option<File>)> {
-    let err = |e: io::Error| io::Error::new(e.kind(), format!("open stdin {path}: {e}"));
-    let meta = std::fs::metadata(path).map_err(err)?;
-    if !meta.file_type().is_fifo() {
-        return Ok((File::open(path).map_err(err)?, None));
-    }
-    let from = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(err)?;
-    let writer = OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(err)?;
-    Ok((from, Some(writer)))
-}
-
-/// Waits until `fd` is readable (or hung up); `finish` too, if given. Returns whether `finish`
-/// fired (its write end closed).
-fn wait_readable(fd: &File, finish: Option<&OwnedFd>) -> bool {
+/// Waits until `from` is readable (data, or its last writer gone) or `finish` closed; returns
+/// whether `finish` closed. A FIFO no writer has opened yet is neither.
+fn wait_readable(from: &File, finish: &OwnedFd) -> bool {
     use std::os::fd::AsRawFd;
     let mut fds = [
         libc::pollfd {
-            fd: fd.as_raw_fd(),
+            fd: from.as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
         },
         libc::pollfd {
-            fd: finish.map(|f| f.as_raw_fd()).unwrap_or(-1),
+            fd: finish.as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
         },
     ];
-    // SAFETY: `fds` is a valid array of pollfd for the length given.
+    // SAFETY: `fds` is a valid array of two pollfd.
     let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
     n > 0 && fds[1].revents != 0
 }
 
-/// Copies the stdin FIFO into the process until end of file (every writer closed, the shim's
-/// own included), or until CloseIO and the FIFO is empty; then closes the process's stdin.
-/// Returns the hold CloseIO takes.
-fn spawn_copy_in(path: &str, mut to: File) -> io::Result<Option<StdinHold>> {
-    let (mut from, writer) = open_stdin(path)?;
-    let (finish_r, finish_w) = match writer {
-        Some(_) => {
-            let (r, w) = pipe2(OFlag::O_CLOEXEC)?;
-            (Some(r), Some(w))
-        }
-        None => (None, None),
-    };
+/// Copies the stdin FIFO into the process until the client's writer closes, or until CloseIO
+/// and the FIFO is empty; then closes the process's stdin. Returns the hold CloseIO takes.
+fn spawn_copy_in(path: &str, mut to: File) -> io::Result<StdinHold> {
+    // Non-blocking: the open does not wait for a client, and reads never delay the finish.
+    let mut from = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("open stdin {path}: {e}")))?;
+    let (finish_r, finish_w) = pipe2(OFlag::O_CLOEXEC)?;
     thread::Builder::new()
         .name("stdin".into())
         .stack_size(64 * 1024)
         .spawn(move || {
             let mut buf = vec![0u8; 32 * 1024];
+            // Whether CloseIO came: the input ends where the FIFO runs empty.
             let mut finishing = false;
             loop {
+                if !finishing && wait_readable(&from, &finish_r) {
+                    finishing = true;
+                }
                 match from.read(&mut buf) {
                     Ok(0) => break,
                     Ok(n) => {
@@ -133,23 +112,18 @@ fn spawn_copy_in(path: &str, mut to: File) -> io::Result<Option<StdinHold>> {
                             break;
                         }
                     }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        // Empty: after CloseIO, that is the end of the input.
-                        if finishing {
-                            break;
-                        }
-                        finishing = wait_readable(&from, finish_r.as_ref());
-                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock && finishing => break,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                        ) => {}
                     Err(_) => break,
                 }
             }
             drop(to);
         })?;
-    Ok(writer.zip(finish_w).map(|(w, f)| StdinHold {
-        _writer: w,
-        _finish: f,
-    }))
+    Ok(StdinHold { _finish: finish_w })
 }
 
 /// The hidden action of the shim executable that starts a logging binary (see [`binary_logger`]).
@@ -335,7 +309,7 @@ impl PipeIo {
     pub fn start(self) -> io::Result<ProcessIo> {
         let mut hold = None;
         if let Some(w) = self.stdin_w {
-            hold = spawn_copy_in(&self.paths.stdin, File::from(w))?;
+            hold = Some(spawn_copy_in(&self.paths.stdin, File::from(w))?);
         }
         if let Some(r) = self.stdout_r {
             spawn_copy_out(File::from(r), &self.paths.stdout)?;
@@ -397,7 +371,7 @@ pub fn start_console(master: File, paths: &Paths) -> io::Result<ProcessIo> {
     check_fifo(&paths.stdout, "stdout")?;
     let mut hold = None;
     if !paths.stdin.is_empty() {
-        hold = spawn_copy_in(&paths.stdin, master.try_clone()?)?;
+        hold = Some(spawn_copy_in(&paths.stdin, master.try_clone()?)?);
     }
     if !paths.stdout.is_empty() {
         spawn_copy_out(master.try_clone()?, &paths.stdout)?;
