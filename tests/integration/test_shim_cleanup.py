@@ -103,11 +103,19 @@ class Env:
                 c.namespaces.delete(self.namespace)
         for pid in shims(self.namespace):
             os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):  # runc's state directory of the namespace, empty
+            Path("/run/containerd/runc", self.namespace).rmdir()
+        # the tasks' cgroups are gone; their parent goes once the kernel let them go (v1 may
+        # still be tearing a child down: retry a little)
         for controller in Path("/sys/fs/cgroup").iterdir():
             cg = controller / self.namespace
-            if cg.is_dir():
+            for _ in range(100):
+                if not cg.is_dir():
+                    break
                 with contextlib.suppress(OSError):
                     cg.rmdir()
+                    break
+                time.sleep(0.05)
 
 
 @pytest.fixture
