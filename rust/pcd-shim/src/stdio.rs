@@ -40,7 +40,7 @@ pub struct Paths {
 /// The shim's side of a running process's stdio.
 #[derive(Debug, Default)]
 pub struct ProcessIo {
-    /// The shim's hold on the stdin FIFO; taken (closed) by CloseIO.
+    /// What keeps the stdin copy going until CloseIO takes (closes) it.
     pub stdin_hold: Mutex<Option<StdinHold>>,
     /// The pty master of a terminal process (for ResizePty).
     pub console: Option<File>,
