@@ -288,8 +288,8 @@ def test_errors(env: Env) -> None:
             env.run(["true"], name="x")
         with pytest.raises(errdefs.InvalidArgument, match="unknown signal"):
             task.kill("SIGNOPE")
-        with pytest.raises(errdefs.InvalidArgument):
-            c.run(env.ref, ["true"], network="bridge")  # type: ignore[call-overload]
+        with pytest.raises(errdefs.InvalidArgument, match="ports cannot be published"):
+            c.run(env.ref, ["true"], network="none", ports={8080: 80})
     finally:
         task.delete(force=True)
     assert env.leftovers() == ([], [], [])

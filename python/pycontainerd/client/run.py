@@ -207,6 +207,9 @@ def run(
     try:
         task = client.tasks.create(container_id, io=creator, remove_container=remove)
     except BaseException:
+        # the daemon may have made the task after all (a deadline passed on our side)
+        with contextlib.suppress(errdefs.ContainerdError):
+            client.tasks.get(container_id).delete(force=True)
         if remove:
             with contextlib.suppress(errdefs.ContainerdError):
                 client.containers.delete(container_id, cleanup_snapshot=True)
