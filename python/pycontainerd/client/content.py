@@ -95,10 +95,12 @@ class ProxyContentStore:
     # --- Manager -------------------------------------------------------------------------
 
     def info(self, dgst: str) -> Info:
+        """The blob ``dgst``'s size, times and labels; NotFound if absent."""
         resp = self._call(self._stub.Info, content_pb2.InfoRequest(digest=dgst))
         return _info(resp.info)
 
     def update(self, info: Info, *fieldpaths: str) -> Info:
+        """Change a blob's labels: the ``labels.K`` or ``labels`` paths given."""
         req = content_pb2.UpdateRequest(
             info=content_pb2.Info(
                 digest=info.digest,
@@ -112,6 +114,7 @@ class ProxyContentStore:
         return _info(self._call(self._stub.Update, req).info)
 
     def walk(self, fn: WalkFunc, *filters: str) -> None:
+        """Call ``fn`` with the info of each blob matching any of ``filters``."""
         req = content_pb2.ListContentRequest(filters=list(filters))
         stream = self._stub.List(req, metadata=self._metadata, timeout=self._timeout)
         try:
@@ -124,11 +127,13 @@ class ProxyContentStore:
             stream.cancel()
 
     def delete(self, dgst: str) -> None:
+        """Remove the blob ``dgst`` from the namespace; NotFound if it has none."""
         self._call(self._stub.Delete, content_pb2.DeleteContentRequest(digest=dgst))
 
     # --- Provider ------------------------------------------------------------------------
 
     def reader_at(self, desc: Descriptor | str) -> RemoteReaderAt:
+        """A reader of the blob ``desc`` (a descriptor or a digest); close it after."""
         dgst = desc if isinstance(desc, str) else desc.digest
         info = self.info(dgst)
         return RemoteReaderAt(self._conn, self._stub, self._metadata, dgst, info.size)
@@ -136,18 +141,23 @@ class ProxyContentStore:
     # --- IngestManager -------------------------------------------------------------------
 
     def status(self, ref: str) -> Status:
+        """The progress of the ingest ``ref``; NotFound if none."""
         return _status(self._call(self._stub.Status, content_pb2.StatusRequest(ref=ref)).status)
 
     def list_statuses(self, *filters: str) -> list[Status]:
+        """The ingests in progress matching any of ``filters`` (``ref~=^pull-``)."""
         req = content_pb2.ListStatusesRequest(filters=list(filters))
         return [_status(s) for s in self._call(self._stub.ListStatuses, req).statuses]
 
     def abort(self, ref: str) -> None:
+        """Cancel the ingest ``ref`` and discard what it wrote; NotFound if none."""
         self._call(self._stub.Abort, content_pb2.AbortRequest(ref=ref))
 
     # --- Ingester ------------------------------------------------------------------------
 
     def writer(self, ref: str, *, desc: Descriptor | None = None) -> RemoteWriter:
+        """A writer for the ingest ``ref`` (resumed if it exists); ``desc`` is what it
+        must become. Unavailable while another writer holds ``ref``."""
         total, expected = (desc.size, desc.digest) if desc is not None else (0, "")
         return RemoteWriter(self._conn, self._stub, self._metadata, ref, total, expected)
 
@@ -175,6 +185,7 @@ class RemoteReaderAt:
 
     @property
     def size(self) -> int:
+        """The blob's size in bytes."""
         return self._size
 
     def _open(self, offset: int) -> None:
@@ -192,6 +203,7 @@ class RemoteReaderAt:
         self._buf = memoryview(b"")
 
     def read_at(self, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes from ``offset`` (fewer at the end of the blob)."""
         if offset < 0 or size < 0:
             raise errdefs.InvalidArgument(f"read at {offset}: negative offset or size")
         size = max(0, min(size, self._size - offset))
@@ -224,6 +236,7 @@ class RemoteReaderAt:
         )
 
     def close(self) -> None:
+        """End the read stream."""
         self._stop()
 
     def __enter__(self) -> RemoteReaderAt:
@@ -284,6 +297,7 @@ class RemoteWriter:
         return resp
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Append ``data``; the number of bytes written."""
         view = memoryview(data).cast("B")
         whole = data if isinstance(data, bytes) and len(data) <= WRITE_CHUNK else None
         written = 0
@@ -307,9 +321,11 @@ class RemoteWriter:
         return written
 
     def digest(self) -> str:
+        """The digest of what was written so far."""
         return self._digest
 
     def status(self) -> Status:
+        """The ingest's progress, as the daemon has it."""
         resp = self._send(content_pb2.WriteContentRequest(action=content_pb2.STAT))
         return Status(
             ref=self.ref,
@@ -322,6 +338,8 @@ class RemoteWriter:
     def commit(
         self, size: int = 0, expected: str = "", *, labels: Mapping[str, str] | None = None
     ) -> None:
+        """Finish the ingest: the blob must be ``size`` bytes (if not 0) and hash to
+        ``expected`` (if given); it becomes the blob, with ``labels``."""
         try:
             resp = self._send(
                 content_pb2.WriteContentRequest(

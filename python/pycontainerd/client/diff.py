@@ -40,6 +40,8 @@ class ProxyDiff:
         self._timeout = timeout
 
     def apply(self, desc: Descriptor, mounts: Sequence[Mount]) -> Descriptor:
+        """Unpack the layer ``desc`` onto ``mounts``; the descriptor of the uncompressed
+        layer applied."""
         req = diff_pb2.ApplyRequest(
             diff=descriptor_pb2.Descriptor(
                 media_type=desc.media_type,
@@ -63,6 +65,8 @@ class ProxyDiff:
         ref: str = "",
         labels: Mapping[str, str] | None = None,
     ) -> Descriptor:
+        """A layer of the changes from ``lower`` to ``upper``, written to the content
+        store (``ref`` its ingest, ``labels`` on the blob); its descriptor."""
         req = diff_pb2.DiffRequest(
             left=mounts_to_proto(lower),
             right=mounts_to_proto(upper),

@@ -38,6 +38,7 @@ class Event:
 
     @property
     def timestamp(self) -> datetime:
+        """The event's time as an aware UTC ``datetime`` (to the microsecond)."""
         return datetime.fromtimestamp(self.timestamp_ns / 1e9, UTC)
 
     @property
@@ -83,6 +84,7 @@ class EventStream:
             raise self._conn.error(exc) from None
 
     def close(self) -> None:
+        """End the subscription; iteration stops without error (from any thread)."""
         self._closed = True
         self._call.cancel()
 

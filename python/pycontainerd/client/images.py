@@ -90,6 +90,7 @@ def _timestamp(ns: int) -> timestamp_pb2.Timestamp:
 
 
 def image_to_proto(image: Image) -> images_pb2.Image:
+    """The Images service's message of ``image``."""
     t = image.target
     return images_pb2.Image(
         name=image.name,
@@ -106,6 +107,7 @@ def image_to_proto(image: Image) -> images_pb2.Image:
 
 
 def image_from_proto(image: images_pb2.Image) -> Image:
+    """An ``Image`` from the Images service's message."""
     t = image.target
     return Image(
         name=image.name,
@@ -308,6 +310,7 @@ class ImagesAPI:
     # --- records ---------------------------------------------------------------------------
 
     def get(self, name: str) -> Image:
+        """The image record ``name``; NotFound if there is none."""
         resp = self._client.call(self._stub.Get, images_pb2.GetImageRequest(name=name))
         return image_from_proto(resp.image)
 
@@ -317,6 +320,7 @@ class ImagesAPI:
         return [image_from_proto(i) for i in self._client.call(self._stub.List, req).images]
 
     def create(self, image: Image) -> Image:
+        """Record ``image``; AlreadyExists if the name is taken."""
         req = images_pb2.CreateImageRequest(image=image_to_proto(image))
         return image_from_proto(self._client.call(self._stub.Create, req).image)
 
@@ -379,6 +383,7 @@ class ImagesAPI:
         return imagesmod.size(self._client.content, image.target, platform or default())
 
     def platforms(self, image: Image) -> builtins.list[Platform]:
+        """The platforms ``image`` has manifests for."""
         return imagesmod.platforms(self._client.content, image.target)
 
     def check(self, image: Image, platform: MatchComparer | None = None) -> CheckResult:

@@ -67,12 +67,15 @@ class LeaseHandle(Lease):
         self._api().delete(self.id, sync=sync)
 
     def add_resource(self, resource: Resource) -> None:
+        """Make the lease hold ``resource`` (content, a snapshot, an ingest) too."""
         self._api().add_resource(self.id, resource)
 
     def delete_resource(self, resource: Resource) -> None:
+        """Stop the lease holding ``resource``."""
         self._api().delete_resource(self.id, resource)
 
     def resources(self) -> builtins.list[Resource]:
+        """What the lease holds besides what was written under it."""
         return self._api().list_resources(self.id)
 
     def __enter__(self) -> LeaseHandle:
@@ -149,6 +152,7 @@ class LeasesAPI:
         self._conn.call(self._stub.Delete, req, namespace=self.namespace, timeout=self._timeout)
 
     def add_resource(self, lease: str | Lease, resource: Resource) -> None:
+        """Make ``lease`` hold ``resource`` (content, a snapshot, an ingest) too."""
         req = leases_pb2.AddResourceRequest(
             id=_id(lease), resource=leases_pb2.Resource(id=resource.id, type=resource.type)
         )
@@ -157,6 +161,7 @@ class LeasesAPI:
         )
 
     def delete_resource(self, lease: str | Lease, resource: Resource) -> None:
+        """Stop ``lease`` holding ``resource``."""
         req = leases_pb2.DeleteResourceRequest(
             id=_id(lease), resource=leases_pb2.Resource(id=resource.id, type=resource.type)
         )
@@ -165,6 +170,7 @@ class LeasesAPI:
         )
 
     def list_resources(self, lease: str | Lease) -> builtins.list[Resource]:
+        """The resources ``lease`` holds; NotFound when there is no such lease."""
         req = leases_pb2.ListResourcesRequest(id=_id(lease))
         resp = self._conn.call(
             self._stub.ListResources, req, namespace=self.namespace, timeout=self._timeout

@@ -46,6 +46,7 @@ class NamespacesAPI:
         return _from_proto(resp.namespace)
 
     def get(self, name: str) -> Namespace:
+        """The namespace ``name`` with its labels."""
         req = namespace_pb2.GetNamespaceRequest(name=name)
         return _from_proto(self._call(self._stub.Get, req).namespace)
 
@@ -55,6 +56,7 @@ class NamespacesAPI:
         return [_from_proto(ns) for ns in resp.namespaces]
 
     def labels(self, name: str) -> dict[str, str]:
+        """The labels of the namespace ``name``."""
         return dict(self.get(name).labels)
 
     def set_label(self, name: str, key: str, value: str) -> None:

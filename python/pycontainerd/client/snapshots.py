@@ -53,10 +53,12 @@ class ProxySnapshotter:
         )
 
     def stat(self, key: str) -> Info:
+        """The info of the snapshot ``key``; NotFound if there is none."""
         req = snapshots_pb2.StatSnapshotRequest(snapshotter=self.name, key=key)
         return info_from_proto(self._call(self._stub.Stat, req).info)
 
     def update(self, info: Info, *fieldpaths: str) -> Info:
+        """Change a snapshot's labels: the ``labels.K`` or ``labels`` paths given."""
         req = snapshots_pb2.UpdateSnapshotRequest(
             snapshotter=self.name,
             info=info_to_proto(info),
@@ -65,18 +67,21 @@ class ProxySnapshotter:
         return info_from_proto(self._call(self._stub.Update, req).info)
 
     def usage(self, key: str) -> Usage:
+        """The disk space and inodes the snapshot ``key`` uses (not its parents)."""
         resp = self._call(
             self._stub.Usage, snapshots_pb2.UsageRequest(snapshotter=self.name, key=key)
         )
         return Usage(size=resp.size, inodes=resp.inodes)
 
     def mounts(self, key: str) -> list[Mount]:
+        """The mounts of the active or view snapshot ``key``."""
         req = snapshots_pb2.MountsRequest(snapshotter=self.name, key=key)
         return _mounts(self._call(self._stub.Mounts, req).mounts)
 
     def prepare(
         self, key: str, parent: str = "", *, labels: Mapping[str, str] | None = None
     ) -> list[Mount]:
+        """An active (writable) snapshot ``key`` on top of ``parent``; its mounts."""
         req = snapshots_pb2.PrepareSnapshotRequest(
             snapshotter=self.name, key=key, parent=parent, labels=dict(labels or {})
         )
@@ -85,22 +90,26 @@ class ProxySnapshotter:
     def view(
         self, key: str, parent: str = "", *, labels: Mapping[str, str] | None = None
     ) -> list[Mount]:
+        """A read-only snapshot ``key`` of ``parent``; its mounts."""
         req = snapshots_pb2.ViewSnapshotRequest(
             snapshotter=self.name, key=key, parent=parent, labels=dict(labels or {})
         )
         return _mounts(self._call(self._stub.View, req).mounts)
 
     def commit(self, name: str, key: str, *, labels: Mapping[str, str] | None = None) -> None:
+        """Make the active snapshot ``key`` the committed snapshot ``name``."""
         req = snapshots_pb2.CommitSnapshotRequest(
             snapshotter=self.name, name=name, key=key, labels=dict(labels or {})
         )
         self._call(self._stub.Commit, req)
 
     def remove(self, key: str) -> None:
+        """Remove the snapshot ``key``; FailedPrecondition while it has children."""
         req = snapshots_pb2.RemoveSnapshotRequest(snapshotter=self.name, key=key)
         self._call(self._stub.Remove, req)
 
     def walk(self, fn: WalkFunc, *filters: str) -> None:
+        """Call ``fn`` with the info of each snapshot matching any of ``filters``."""
         req = snapshots_pb2.ListSnapshotsRequest(snapshotter=self.name, filters=list(filters))
         stream = self._call(self._stub.List, req)
         try:
@@ -113,6 +122,8 @@ class ProxySnapshotter:
             stream.cancel()
 
     def cleanup(self) -> None:
+        """Free the space of removed snapshots (NotImplemented where the snapshotter
+        has no cleanup)."""
         self._call(self._stub.Cleanup, snapshots_pb2.CleanupRequest(snapshotter=self.name))
 
     def close(self) -> None:

@@ -1,0 +1,103 @@
+"""Every public name of the client has a docstring: the modules, and each class, function,
+method and property their ``__all__`` exports (the reference pages in docs/reference are made
+from them by scripts/gen-docs)."""
+
+from __future__ import annotations
+
+import enum
+import importlib
+import inspect
+import pkgutil
+from typing import Any
+
+import pytest
+
+import pycontainerd.client
+
+
+def client_modules() -> list[str]:
+    """pycontainerd, every module of pycontainerd.client, cio and errdefs."""
+    names = ["pycontainerd", "pycontainerd.client", "pycontainerd.cio", "pycontainerd.errdefs"]
+    for info in pkgutil.iter_modules(pycontainerd.client.__path__, "pycontainerd.client."):
+        names.append(info.name)
+    return sorted(names)
+
+
+def undocumented(modname: str) -> list[str]:
+    """The public names of ``modname`` without a docstring."""
+    mod = importlib.import_module(modname)
+    missing = [] if inspect.getdoc(mod) else [modname]
+    for name in getattr(mod, "__all__", []):
+        obj = getattr(mod, name)
+        if not getattr(obj, "__module__", "").startswith("pycontainerd"):
+            continue  # a constant, or a name from elsewhere
+        if inspect.isfunction(obj) or inspect.isclass(obj):
+            if not (obj.__doc__ or "").strip():
+                missing.append(f"{modname}.{name}")
+        if inspect.isclass(obj) and not issubclass(obj, enum.Enum):
+            missing += [f"{modname}.{name}.{m}" for m in _undocumented_members(obj)]
+    return missing
+
+
+def _undocumented_members(cls: type) -> list[str]:
+    out = []
+    for name, value in vars(cls).items():
+        if name.startswith("_"):
+            continue
+        target: Any = value
+        if isinstance(value, (staticmethod, classmethod)):
+            target = value.__func__
+        if isinstance(value, property) or inspect.isfunction(target):
+            # an override of a documented base method inherits its docstring
+            if not inspect.getdoc(getattr(cls, name)) and not _documented_in_a_base(cls, name):
+                out.append(name)
+    return out
+
+
+def _documented_in_a_base(cls: type, name: str) -> bool:
+    return any(inspect.getdoc(getattr(base, name, None)) for base in cls.__mro__[1:])
+
+
+def test_the_walk_finds_the_client_modules() -> None:
+    modules = client_modules()
+    for expected in ["pycontainerd.client.client", "pycontainerd.client.tasks"]:
+        assert expected in modules
+
+
+@pytest.mark.parametrize("modname", client_modules())
+def test_public_names_have_docstrings(modname: str) -> None:
+    assert undocumented(modname) == []
+
+
+def test_an_undocumented_name_is_found() -> None:
+    import types
+
+    mod = types.ModuleType("pycontainerd.fake", "A module.")
+
+    class Documented:
+        """A class."""
+
+        def method(self) -> None:
+            pass
+
+        @property
+        def prop(self) -> int:
+            return 1
+
+    def function() -> None:
+        pass
+
+    Documented.__module__ = function.__module__ = "pycontainerd.fake"
+    mod.__dict__.update(Documented=Documented, function=function)
+    mod.__all__ = ["Documented", "function"]  # type: ignore[attr-defined]
+    import sys
+
+    sys.modules["pycontainerd.fake"] = mod
+    try:
+        assert sorted(undocumented("pycontainerd.fake")) == [
+            "pycontainerd.fake.Documented.method",
+            "pycontainerd.fake.Documented.prop",
+            "pycontainerd.fake.function",
+        ]
+    finally:
+        del sys.modules["pycontainerd.fake"]
