@@ -21,6 +21,7 @@ import pytest
 
 from pycontainerd import Client, errdefs
 from pycontainerd.client.run import RunResult
+from pycontainerd.snapshots import Info
 from tests.fixtures.containerd import run_containerd
 from tests.fixtures.daemon import make_daemon
 from tests.fixtures.images import make_test_image, push_image
@@ -151,11 +152,11 @@ def empty_namespace(c: Client) -> None:
     c.leases.create().delete(sync=True)
     sn = c.snapshots(SNAPSHOTTER)
     for _ in range(20):  # children before parents
-        names: list[str] = []
-        sn.walk(lambda i: names.append(i.name))
-        if not names:
+        infos: list[Info] = []
+        sn.walk(infos.append)
+        if not infos:
             break
-        for name in names:
+        for name in (i.name for i in infos):
             with contextlib.suppress(errdefs.FailedPrecondition, errdefs.NotFound):
                 sn.remove(name)
     digests: list[str] = []
@@ -181,19 +182,16 @@ def env(target: Target, tmp_path: Path) -> Iterator[Env]:
     client = Client(target.address, namespace=f"t-{uuid.uuid4().hex[:10]}")
     try:
         yield Env(target, client, fifo_dir)
-        assert sorted(os.listdir(fifo_dir)) == []
     finally:
         try:
-            with contextlib.suppress(errdefs.NotFound):
-                client.namespaces.get(client.namespace)
+            if client.namespace in [n.name for n in client.namespaces.list()]:
                 empty_namespace(client)
         finally:
             client.close()
+    assert sorted(os.listdir(fifo_dir)) == []
 
 
 @pytest.fixture
 def client(env: Env) -> Client:
     """The test's client (``env.client``)."""
     return env.client
-
-

@@ -35,7 +35,8 @@ def test_version_server_and_plugins(target: Target) -> None:
         ]:
             assert needed in ids
         grpc_only = c.plugins(["type==io.containerd.grpc.v1"])
-        assert grpc_only and all(p.type == "io.containerd.grpc.v1" for p in grpc_only)
+        assert grpc_only
+        assert all(p.type == "io.containerd.grpc.v1" for p in grpc_only)
         overlay = next(p for p in plugins if p.id == "overlayfs")
         assert isinstance(overlay, PluginInfo)
         assert overlay.status == "ok"
@@ -87,16 +88,20 @@ def test_a_namespace_in_use_cannot_be_deleted(env: Env) -> None:
 
 
 def test_an_invalid_namespace_is_refused(target: Target) -> None:
-    with Client(target.address, namespace="Not Valid!") as c:
-        with pytest.raises(errdefs.InvalidArgument, match="Not Valid!"):
-            c.containers.list()
+    with (
+        Client(target.address, namespace="Not Valid!") as c,
+        pytest.raises(errdefs.InvalidArgument, match="Not Valid!"),
+    ):
+        c.containers.list()
 
 
 def test_no_daemon_is_unavailable_naming_the_address(tmp_path: object) -> None:
     address = f"/tmp/pcd-none-{uuid.uuid4().hex[:8]}.sock"
-    with pytest.raises(errdefs.Unavailable, match=re.escape(address)):
-        with Client(address, timeout=0.5) as c:  # connects now, or on the first call
-            c.version()
+    with (
+        pytest.raises(errdefs.Unavailable, match=re.escape(address)),
+        Client(address, timeout=0.5) as c,  # connects now, or on the first call
+    ):
+        c.version()
 
 
 def test_raw_stubs_through_call(env: Env) -> None:

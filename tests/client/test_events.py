@@ -5,11 +5,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
-from pycontainerd.api.containerd.events import image_pb2, namespace_pb2
 from pycontainerd import Client
+from pycontainerd.api.containerd.events import image_pb2, namespace_pb2
 from pycontainerd.client import Event, EventStream
 from tests.client.conftest import Env
-
 
 SYNC = "/test/sync"
 

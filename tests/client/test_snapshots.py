@@ -39,7 +39,8 @@ def test_prepare_commit_view_stat_update_usage_walk_remove(env: Env, tmp_path: P
     with c.with_lease():
         sn = c.snapshots(SNAPSHOTTER)
         mounts = sn.prepare("base-active", labels={"stage": "one"})
-        assert mounts and sn.mounts("base-active") == mounts
+        assert mounts
+        assert sn.mounts("base-active") == mounts
         info = sn.stat("base-active")
         assert (info.name, info.kind, info.parent) == ("base-active", Kind.ACTIVE, "")
         assert info.labels["stage"] == "one"

@@ -31,9 +31,8 @@ def undocumented(modname: str) -> list[str]:
         obj = getattr(mod, name)
         if not getattr(obj, "__module__", "").startswith("pycontainerd"):
             continue  # a constant, or a name from elsewhere
-        if inspect.isfunction(obj) or inspect.isclass(obj):
-            if not (obj.__doc__ or "").strip():
-                missing.append(f"{modname}.{name}")
+        if (inspect.isfunction(obj) or inspect.isclass(obj)) and not (obj.__doc__ or "").strip():
+            missing.append(f"{modname}.{name}")
         if inspect.isclass(obj) and not issubclass(obj, enum.Enum):
             missing += [f"{modname}.{name}.{m}" for m in _undocumented_members(obj)]
     return missing
@@ -47,10 +46,14 @@ def _undocumented_members(cls: type) -> list[str]:
         target: Any = value
         if isinstance(value, (staticmethod, classmethod)):
             target = value.__func__
-        if isinstance(value, property) or inspect.isfunction(target):
-            # an override of a documented base method inherits its docstring
-            if not inspect.getdoc(getattr(cls, name)) and not _documented_in_a_base(cls, name):
-                out.append(name)
+        public = isinstance(value, property) or inspect.isfunction(target)
+        # an override of a documented base method inherits its docstring
+        if (
+            public
+            and not inspect.getdoc(getattr(cls, name))
+            and not _documented_in_a_base(cls, name)
+        ):
+            out.append(name)
     return out
 
 
