@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from pycontainerd import Client, errdefs
+from pycontainerd import Client
 from pycontainerd.client.run import RunResult
-from pycontainerd.snapshots import Info
+from tests.fixtures.cleanup import empty_namespace
 from tests.fixtures.containerd import run_containerd
 from tests.fixtures.daemon import make_daemon
 from tests.fixtures.images import make_test_image, push_image
@@ -134,43 +134,6 @@ class Env:
         res = self.client.run(self.ref, args, plain_http=True, **kw)
         assert isinstance(res, RunResult)
         return res
-
-
-def empty_namespace(c: Client) -> None:
-    """Remove everything of the client's namespace, then the namespace itself."""
-    for task_id, _, _ in c.tasks.list():
-        c.tasks.get(task_id).delete(force=True)
-    for container in c.containers.list():
-        c.containers.delete(container.id, cleanup_snapshot=True)
-    for img in c.images.list():
-        c.images.delete(img.name)
-    for lease in c.leases.list():
-        c.leases.delete(lease.id)
-    for status in c.content.list_statuses():
-        c.content.abort(status.ref)
-    # a collection takes the unreferenced content and snapshots
-    c.leases.create().delete(sync=True)
-    sn = c.snapshots(SNAPSHOTTER)
-    for _ in range(20):  # children before parents
-        infos: list[Info] = []
-        sn.walk(infos.append)
-        if not infos:
-            break
-        for name in (i.name for i in infos):
-            with contextlib.suppress(errdefs.FailedPrecondition, errdefs.NotFound):
-                sn.remove(name)
-    digests: list[str] = []
-    c.content.walk(lambda i: digests.append(i.digest))
-    for dgst in digests:
-        c.content.delete(dgst)
-    c.namespaces.delete(c.namespace)
-    for controller in Path("/sys/fs/cgroup").iterdir():
-        cg = controller / c.namespace
-        if cg.is_dir():
-            for child in cg.iterdir():
-                if child.is_dir():
-                    child.rmdir()
-            cg.rmdir()
 
 
 @pytest.fixture
