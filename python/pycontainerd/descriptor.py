@@ -28,6 +28,8 @@ class Descriptor:
     platform: Platform | None = None
 
     def validate(self, what: str = "Target") -> None:
+        """Refuse a descriptor without a valid digest, a positive size and a media type
+        (:class:`~pycontainerd.errdefs.InvalidArgument`; ``what`` names it in the message)."""
         try:
             validate_digest(self.digest)
         except errdefs.InvalidArgument as exc:

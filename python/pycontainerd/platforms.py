@@ -170,13 +170,17 @@ def parse(specifier: str) -> Platform:
 class Matcher(Protocol):
     """Whether a platform is wanted."""
 
-    def match(self, platform: Platform) -> bool: ...
+    def match(self, platform: Platform) -> bool:
+        """Whether ``platform`` is wanted."""
+        ...
 
 
 class MatchComparer(Matcher, Protocol):
     """A matcher that also orders platforms: ``less(a, b)`` when ``a`` is preferred to ``b``."""
 
-    def less(self, p1: Platform, p2: Platform) -> bool: ...
+    def less(self, p1: Platform, p2: Platform) -> bool:
+        """Whether ``p1`` is preferred to ``p2``."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,16 @@
-"""Every public name of the client has a docstring: the modules, and each class, function,
-method and property their ``__all__`` exports (the reference pages in docs/reference are made
-from them by scripts/gen-docs)."""
+"""Every public name of the client, and of the modules with a reference page, has a
+docstring: the modules, and each class, function, method and property their ``__all__``
+exports (the pages in docs/reference are made from them by scripts/gen-docs)."""
 
 from __future__ import annotations
 
 import enum
 import importlib
+import importlib.machinery
+import importlib.util
 import inspect
 import pkgutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +24,17 @@ def client_modules() -> list[str]:
     for info in pkgutil.iter_modules(pycontainerd.client.__path__, "pycontainerd.client."):
         names.append(info.name)
     return sorted(names)
+
+
+def reference_modules() -> list[str]:
+    """The modules scripts/gen-docs makes a page of."""
+    path = Path(__file__).resolve().parents[2] / "scripts" / "gen-docs"
+    loader = importlib.machinery.SourceFileLoader("gen_docs", str(path))
+    spec = importlib.util.spec_from_loader("gen_docs", loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return list(module.MODULES)
 
 
 def undocumented(modname: str) -> list[str]:
@@ -61,13 +75,14 @@ def _documented_in_a_base(cls: type, name: str) -> bool:
     return any(inspect.getdoc(getattr(base, name, None)) for base in cls.__mro__[1:])
 
 
-def test_the_walk_finds_the_client_modules() -> None:
+def test_the_walk_finds_the_client_and_reference_modules() -> None:
     modules = client_modules()
     for expected in ["pycontainerd.client.client", "pycontainerd.client.tasks"]:
         assert expected in modules
+    assert "pycontainerd.oci" in reference_modules()
 
 
-@pytest.mark.parametrize("modname", client_modules())
+@pytest.mark.parametrize("modname", sorted(set(client_modules()) | set(reference_modules())))
 def test_public_names_have_docstrings(modname: str) -> None:
     assert undocumented(modname) == []
 

@@ -85,7 +85,9 @@ class ReaderAt(Protocol):
         """Up to ``size`` bytes from ``offset``; fewer only at the end of the blob."""
         ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the reader."""
+        ...
 
     def __enter__(self) -> ReaderAt: ...
 
@@ -112,7 +114,9 @@ class Writer(Protocol):
         """The digest of the bytes written so far."""
         ...
 
-    def status(self) -> Status: ...
+    def status(self) -> Status:
+        """The ingest's ref, offset, expected digest and times."""
+        ...
 
     def commit(
         self, size: int = 0, expected: str = "", *, labels: Mapping[str, str] | None = None
@@ -128,7 +132,9 @@ class Writer(Protocol):
         """Cut the ingest back to ``size`` bytes (0 restarts it)."""
         ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the writer; the ingest stays for a later writer unless committed."""
+        ...
 
     def __enter__(self) -> Writer: ...
 
@@ -141,12 +147,16 @@ class Writer(Protocol):
 
 
 class Provider(Protocol):
+    """Reads blobs: containerd's ``content.Provider``."""
+
     def reader_at(self, desc: Descriptor | str) -> ReaderAt:
         """Open a blob by its descriptor (only the digest is needed) or its digest."""
         ...
 
 
 class Ingester(Protocol):
+    """Writes new blobs: containerd's ``content.Ingester``."""
+
     def writer(self, ref: str, *, desc: Descriptor | None = None) -> Writer:
         """Begin or resume the ingest ``ref``; ``desc`` gives the expected size and digest.
 
@@ -157,7 +167,11 @@ class Ingester(Protocol):
 
 
 class Manager(Protocol):
-    def info(self, dgst: str) -> Info: ...
+    """The blobs and their labels: containerd's ``content.Manager``."""
+
+    def info(self, dgst: str) -> Info:
+        """The blob ``dgst``'s size, times and labels; NotFound if absent."""
+        ...
 
     def update(self, info: Info, *fieldpaths: str) -> Info:
         """Replace the labels, or only the ``labels`` / ``labels.KEY`` paths given."""
@@ -167,11 +181,17 @@ class Manager(Protocol):
         """Call ``fn`` for every blob matching any of ``filters`` (all without filters)."""
         ...
 
-    def delete(self, dgst: str) -> None: ...
+    def delete(self, dgst: str) -> None:
+        """Remove the blob ``dgst``; NotFound if absent."""
+        ...
 
 
 class IngestManager(Protocol):
-    def status(self, ref: str) -> Status: ...
+    """The ingests in progress: containerd's ``content.IngestManager``."""
+
+    def status(self, ref: str) -> Status:
+        """The progress of the ingest ``ref``; NotFound if there is none."""
+        ...
 
     def list_statuses(self, *filters: str) -> list[Status]:
         """Active ingests; filters on ``ref`` (``ref~=^layer-``)."""

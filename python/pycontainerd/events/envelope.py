@@ -198,16 +198,22 @@ def validate_envelope(envelope: Envelope) -> None:
 class Publisher(Protocol):
     """Posts an event in a namespace under a topic."""
 
-    def publish(self, namespace: str, topic: str, event: Message) -> None: ...
+    def publish(self, namespace: str, topic: str, event: Message) -> None:
+        """Post ``event`` under ``topic`` in ``namespace``."""
+        ...
 
 
 class Forwarder(Protocol):
     """Passes on an envelope made elsewhere (by a shim, say) as it is."""
 
-    def forward(self, envelope: Envelope) -> None: ...
+    def forward(self, envelope: Envelope) -> None:
+        """Pass on ``envelope`` with its namespace and timestamp."""
+        ...
 
 
 class Subscriber(Protocol):
     """Gives the envelopes matching any of the filters (every one without filters)."""
 
-    def subscribe(self, *filters: str) -> AsyncIterator[Envelope]: ...
+    def subscribe(self, *filters: str) -> AsyncIterator[Envelope]:
+        """The envelopes matching any of ``filters``, from now on."""
+        ...

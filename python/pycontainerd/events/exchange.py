@@ -52,6 +52,7 @@ class Subscription:
 
     @property
     def closed(self) -> bool:
+        """Whether the subscription has ended (closed, or dropped for being too slow)."""
         return self._closed
 
     def _offer(self, envelope: Envelope) -> bool:

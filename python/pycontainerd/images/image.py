@@ -367,6 +367,7 @@ class CheckResult:
 
     @property
     def complete(self) -> bool:
+        """Whether the image is usable here: its root is present and no blob is missing."""
         return self.available and not self.missing
 
 

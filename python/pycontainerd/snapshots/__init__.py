@@ -69,13 +69,17 @@ WalkFunc = Callable[[Info], None]
 class Snapshotter(Protocol):
     """containerd's ``snapshots.Snapshotter`` (plus ``cleanup``, its ``Cleaner``)."""
 
-    def stat(self, key: str) -> Info: ...
+    def stat(self, key: str) -> Info:
+        """The info of the snapshot ``key``; NotFound if there is none."""
+        ...
 
     def update(self, info: Info, *fieldpaths: str) -> Info:
         """Change labels: ``labels`` or ``labels.KEY`` paths, or all labels with none."""
         ...
 
-    def usage(self, key: str) -> Usage: ...
+    def usage(self, key: str) -> Usage:
+        """The disk space and inodes the snapshot ``key`` uses (not its parents)."""
+        ...
 
     def mounts(self, key: str) -> list[Mount]:
         """The mounts of an active snapshot or a view."""
@@ -83,23 +87,36 @@ class Snapshotter(Protocol):
 
     def prepare(
         self, key: str, parent: str = "", *, labels: Mapping[str, str] | None = None
-    ) -> list[Mount]: ...
+    ) -> list[Mount]:
+        """An active (writable) snapshot ``key`` on top of the committed ``parent``;
+        its mounts."""
+        ...
 
     def view(
         self, key: str, parent: str = "", *, labels: Mapping[str, str] | None = None
-    ) -> list[Mount]: ...
+    ) -> list[Mount]:
+        """A read-only snapshot ``key`` of the committed ``parent``; its mounts."""
+        ...
 
-    def commit(self, name: str, key: str, *, labels: Mapping[str, str] | None = None) -> None: ...
+    def commit(self, name: str, key: str, *, labels: Mapping[str, str] | None = None) -> None:
+        """Make the active snapshot ``key`` the committed snapshot ``name``."""
+        ...
 
-    def remove(self, key: str) -> None: ...
+    def remove(self, key: str) -> None:
+        """Remove the snapshot ``key``; FailedPrecondition while it has children."""
+        ...
 
-    def walk(self, fn: WalkFunc, *filters: str) -> None: ...
+    def walk(self, fn: WalkFunc, *filters: str) -> None:
+        """Call ``fn`` with the info of each snapshot matching any of ``filters``."""
+        ...
 
     def cleanup(self) -> None:
         """Remove on-disk data no snapshot refers to any more."""
         ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the snapshotter's resources."""
+        ...
 
 
 def adapt_info(info: Info) -> filters.Adaptor:
