@@ -8,6 +8,7 @@ import io
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -45,6 +46,42 @@ def test_run_options_and_stdin(env: Env) -> None:
     out = io.BytesIO()
     res = env.run(["sh", "-c", "echo streamed"], stdout=out)
     assert (res.stdout, out.getvalue()) == (None, b"streamed\n")
+
+
+def test_run_mounts_limits_network_and_files(env: Env, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "note").write_text("from the host\n")
+    out_path = tmp_path / "out.txt"
+    with open(out_path, "wb") as out:
+        res = env.run(
+            ["sh", "-c", "cat /mnt/note; busybox hostname; echo x > /x || echo read-only >&2"],
+            mounts=[f"type=bind,src={shared},dst=/mnt,options=rbind:ro"],
+            read_only=True,
+            network="host",
+            memory=64 << 20,
+            cpus=0.5,
+            stdout=out,
+        )
+    assert (res.exit_code, res.stdout) == (0, None)
+    host = os.uname().nodename
+    assert out_path.read_text() == f"from the host\n{host}\n"
+    assert b"read-only" in (res.stderr or b"")
+
+
+def test_wait_with_a_timeout(env: Env) -> None:
+    task = env.client.run(
+        env.ref,
+        ["busybox", "sleep", "1000"],
+        detach=True,
+        plain_http=True,
+        fifo_dir=str(env.fifo_dir),
+    )
+    try:
+        with pytest.raises(errdefs.DeadlineExceeded):
+            task.wait(timeout=0.2)
+    finally:
+        task.delete(force=True)
 
 
 def test_run_keeps_the_container_without_remove(env: Env) -> None:
@@ -213,12 +250,11 @@ def test_task_errors(env: Env) -> None:
         c.tasks.get("nope")
     env.pull()
     c.containers.create_from_image("e", env.ref, args=["/no/such/binary"])
-    failed = c.container("e").new_task(io=cio.capture(fifo_dir=str(env.fifo_dir)))
-    try:
-        with pytest.raises(errdefs.ContainerdError, match="/no/such/binary"):
-            failed.start()
-    finally:
-        failed.delete(force=True)
+    with pytest.raises(errdefs.Unknown, match="/no/such/binary"):  # runc's create refuses
+        c.container("e").new_task(io=cio.capture(fifo_dir=str(env.fifo_dir)))
+    assert os.listdir(env.fifo_dir) == []  # nothing half-made
+    with pytest.raises(errdefs.NotFound, match="e"):
+        c.container("e").task()
     c.containers.delete("e", cleanup_snapshot=True)
     task = c.run(
         env.ref,
