@@ -1,6 +1,6 @@
 """Every ```python block of docs/*.md and docs/reference/*.md runs, against a real pycontainerd
-daemon and a real registry holding a busybox image; and docs/reference is what scripts/gen-docs
-makes of the current docstrings.
+daemon and against containerd 1.6, with a real registry holding a busybox image; and
+docs/reference is what scripts/gen-docs makes of the current docstrings.
 
 A block runs on its own, with the names the guide documents: ``ADDRESS`` (the daemon's
 socket), ``REGISTRY`` (the registry's host) and ``IMAGE`` (``REGISTRY/library/busybox:latest``).
@@ -20,6 +20,7 @@ import pytest
 
 from pycontainerd import Client
 from tests.fixtures.cleanup import empty_namespace
+from tests.fixtures.containerd import run_containerd
 from tests.fixtures.daemon import Daemon, make_daemon
 from tests.fixtures.images import make_test_image, push_image
 from tests.fixtures.registry import run_registry
@@ -63,24 +64,41 @@ class Setting:
     image: str
 
 
-@pytest.fixture(scope="module")
-def setting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting]:
+@pytest.fixture(scope="session")
+def registry() -> Iterator[tuple[str, str]]:
+    """The registry's host and the busybox image pushed there."""
     from pycontainerd.remotes import Resolver
 
-    d: Daemon = make_daemon(tmp_path_factory.mktemp("docs"))
     with run_registry() as reg:
         image = f"{reg.host}/library/busybox:latest"
         with Resolver(plain_http=True) as r:
             push_image(r, image, make_test_image("docs"))
-        try:
-            d.start()
-            d.collect_garbage()
-            yield Setting(d.address, reg.host, image)
-            status = d.stop()
-            assert status == 0, f"daemon exited with {status} on SIGTERM:\n{d.logs()}"
-        finally:
-            d.stop()
-            d.cleanup()
+        yield reg.host, image
+
+
+@pytest.fixture(scope="module", params=["pycontainerd", "containerd"])
+def setting(
+    request: pytest.FixtureRequest,
+    registry: tuple[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Setting]:
+    """The examples' names, for our daemon and then for containerd 1.6: the guide's code
+    runs unchanged against both."""
+    host, image = registry
+    if request.param == "containerd":
+        with run_containerd() as ctd:
+            yield Setting(ctd.address, host, image)
+        return
+    d: Daemon = make_daemon(tmp_path_factory.mktemp("docs"))
+    try:
+        d.start()
+        d.collect_garbage()
+        yield Setting(d.address, host, image)
+        status = d.stop()
+        assert status == 0, f"daemon exited with {status} on SIGTERM:\n{d.logs()}"
+    finally:
+        d.stop()
+        d.cleanup()
 
 
 def test_the_docs_have_examples() -> None:
