@@ -184,4 +184,8 @@ class Connection:
             if reason is None:  # it answers again, or never went: grpcio's own words
                 reason = f"connection lost ({message.lower()})"
             return self.unavailable(reason)
+        if code == grpc.StatusCode.UNKNOWN and message.startswith("context deadline exceeded"):
+            # containerd passes the call's deadline on to the shim, whose expiry comes back
+            # as UNKNOWN when the daemon answers before grpcio's own deadline fires
+            return errdefs.DeadlineExceeded(message.removesuffix(": unknown"))
         return errdefs.from_code(code.value[0] if code is not None else None, message)
