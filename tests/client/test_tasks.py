@@ -230,18 +230,26 @@ def test_close_stdin_while_the_input_is_open(env: Env) -> None:
 
 def test_terminal_and_resize(env: Env) -> None:
     c = env.client
-    task = c.run(
-        env.ref,
-        ["sh", "-c", "busybox sleep 0.3; busybox stty size"],
-        tty=True,
-        detach=True,
-        plain_http=True,
-        fifo_dir=str(env.fifo_dir),
-    )
-    task.resize(100, 40)
-    assert task.wait().code == 0
+    r, w = os.pipe()  # the size is read once a line comes in, after the resize
+    try:
+        task = c.run(
+            env.ref,
+            ["sh", "-c", "read x; busybox stty size"],
+            tty=True,
+            stdin=r,
+            detach=True,
+            plain_http=True,
+            fifo_dir=str(env.fifo_dir),
+        )
+        task.resize(100, 40)
+        os.write(w, b"go\n")
+        assert task.wait().code == 0
+    finally:
+        os.close(w)
     task.delete()
-    assert (task.io.stdout_data or b"").replace(b"\r\n", b"\n") == b"40 100\n"
+    os.close(r)
+    output = (task.io.stdout_data or b"").replace(b"\r\n", b"\n")
+    assert output.endswith(b"\n40 100\n"), output  # after the terminal's echo of the line
 
 
 def test_task_errors(env: Env) -> None:
