@@ -275,6 +275,7 @@ def _unpacker(
     platform: MatchComparer,
 ) -> Unpacker:
     """An unpacker through the daemon's Snapshots and Diff services, under ``lease``."""
+
     def hold(chain: str) -> None:
         if lease is not None:
             client.leases.add_resource(lease, Resource(chain, f"snapshots/{snapshotter}"))
