@@ -5,11 +5,12 @@ mtimes; directories' mtimes included)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from benches.images import BenchImage, debian_image, six_image
 from pycontainerd import Client
 from pycontainerd.mount import is_mounted, temp_mount
 from pycontainerd.remotes import Resolver
@@ -23,10 +24,14 @@ from tests.fixtures.trees import differences, tree
 
 pytestmark = pytest.mark.compat
 
-IMAGES = {
+IMAGES: dict[str, Callable[[], TestImage | BenchImage]] = {
     "rootfs": lambda: rootfs_image(scale=0.05),
     "files": lambda: files_image(1500),
     "large": lambda: large_image_gz(24 << 20),
+    # the unpack benchmark's images (benches/images.py), smaller
+    "six-gzip": lambda: six_image("gzip", scale=0.01),
+    "six-zstd": lambda: six_image("zstd", scale=0.01),
+    "debian-stand-in": lambda: debian_image(smoke=True),
 }
 
 
@@ -47,9 +52,12 @@ def refs(registry: Registry) -> dict[str, str]:
     out = {}
     with Resolver(plain_http=True) as r:
         for name, build in IMAGES.items():
-            img: TestImage = build()
+            img = build()
             ref = f"{registry.host}/bench/{name}:v1"
-            push_image(r, ref, img)
+            if isinstance(img, BenchImage):
+                img.push(r, ref)
+            else:
+                push_image(r, ref, img)
             out[name] = ref
     return out
 
