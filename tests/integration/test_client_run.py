@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import os
 import signal
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,12 +22,11 @@ from pycontainerd.client.tasks import ExitStatus, ProcessStatus, Task
 from tests.fixtures.daemon import Daemon
 from tests.fixtures.images import make_test_image, push_image
 from tests.fixtures.registry import run_registry
+from tests.fixtures.shims import CONTAINERD_SHIM, shims_and_mounts
 
 pytestmark = pytest.mark.integration
 
 SNAPSHOTTER = "overlayfs"
-#: containerd's own runc shim, by path (the daemon drives any runtime v2 shim).
-CONTAINERD_SHIM = "/usr/bin/containerd-shim-runc-v2"
 
 
 @pytest.fixture(scope="module")
@@ -40,41 +38,6 @@ def image_ref() -> Iterator[str]:
         with Resolver(plain_http=True) as r:
             push_image(r, ref, make_test_image("run"))
         yield ref
-
-
-def shims_and_mounts(namespace: str, grace: float = 10.0) -> tuple[list[int], list[str]]:
-    """Shim processes still running for ``namespace`` (each given a while to finish exiting
-    after its task's delete), and mounts under a path of the namespace."""
-    shims: list[int] = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            args = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"-namespace" in args and namespace.encode() in args:
-            shims.append(int(entry.name))
-    running = []
-    for pid in shims:
-        deadline = time.monotonic() + grace
-        while True:
-            try:
-                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            except OSError:
-                break
-            if state == "Z":
-                break
-            if time.monotonic() >= deadline:
-                running.append(pid)
-                break
-            time.sleep(0.05)
-    mounts = [
-        line.split()[4]
-        for line in Path("/proc/self/mountinfo").read_text().splitlines()
-        if f"/{namespace}/" in line.split()[4]
-    ]
-    return running, mounts
 
 
 class Env:

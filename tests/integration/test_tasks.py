@@ -32,13 +32,13 @@ from pycontainerd.client import Event
 from pycontainerd.containers import SPEC_TYPE_URL
 from tests.fixtures.containers import Stdio, fill_busybox, oci_spec
 from tests.fixtures.daemon import Daemon
+from tests.fixtures.shims import CONTAINERD_SHIM, shim_pids
 
 pytestmark = pytest.mark.integration
 
 #: The runtime name ctr uses: our shim when it is installed, else containerd's runc shim.
 RUNTIME = "io.containerd.runc.v2"
 #: containerd's own shim, by path (a path is used as it is): the daemon drives any v2 shim.
-CONTAINERD_SHIM = "/usr/bin/containerd-shim-runc-v2"
 SNAPSHOTTER = "overlayfs"
 LAYER = "busybox-layer"
 #: The test's snapshots are its own to remove: the collector leaves them alone.
@@ -242,19 +242,6 @@ def test_unknown_container_and_task(runner: Runner) -> None:
         runner.call(runner.tasks.Create, tasks_pb2.CreateTaskRequest(container_id="unrunnable"))
 
 
-def _shims_of(namespace: str) -> list[int]:
-    """The pids of the shims serving ``namespace``, from their command lines."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"-namespace" in argv and namespace.encode() in argv and b"-id" in argv:
-            pids.append(int(proc.name))
-    return pids
-
-
 def _eventually(condition: Callable[[], bool], what: str) -> None:
     """Wait for ``condition`` (a shim exits on its own time after answering)."""
     for _ in range(400):
@@ -280,7 +267,7 @@ def test_failed_create_leaves_nothing(runner: Runner, daemon: Daemon) -> None:
         runner.get("broken")
     listed = runner.call(runner.tasks.List, tasks_pb2.ListTasksRequest())
     assert list(listed.tasks) == []
-    _eventually(lambda: _shims_of(runner.namespace) == [], "the shim of a failed create runs on")
+    _eventually(lambda: shim_pids(runner.namespace) == [], "the shim of a failed create runs on")
     # the same container can have its task once the cause is gone
     spec = oci_spec(["true"], namespace=runner.namespace, id_="broken")
     container = runner.call(runner.containers.Get, containers_pb2.GetContainerRequest(id="broken"))
@@ -293,7 +280,7 @@ def test_failed_create_leaves_nothing(runner: Runner, daemon: Daemon) -> None:
     runner.call(runner.tasks.Start, tasks_pb2.StartRequest(container_id="broken"))
     assert runner.wait("broken") == 0
     runner.delete("broken")
-    _eventually(lambda: _shims_of(runner.namespace) == [], "the shim of a deleted task runs on")
+    _eventually(lambda: shim_pids(runner.namespace) == [], "the shim of a deleted task runs on")
 
 
 def test_exec_pause_resume_pids_metrics(runner: Runner) -> None:
